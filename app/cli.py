@@ -27,6 +27,52 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.web import create_app
+
+    if not settings.database_url:
+        # The embedded database has no release phase to migrate it.
+        migrations.migrate(database_url(settings))
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=settings.port,
+        # Our middleware logs each request in logfmt; uvicorn's own access
+        # line would say it twice, and its log config would replace ours.
+        access_log=False,
+        log_config=None,
+        # Heroku sends SIGTERM and kills 30 s later.
+        timeout_graceful_shutdown=25,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from tasks.worker import WorkerOptions, run
+
+    conninfo = database_url(settings)
+    if not settings.database_url:
+        # The embedded database is ours to keep current; a hosted one is
+        # migrated by the release phase.
+        migrations.migrate(conninfo)
+    options = WorkerOptions(
+        conninfo=conninfo,
+        concurrency=args.concurrency or settings.worker_concurrency,
+        poll_seconds=settings.worker_poll_ms / 1000,
+        grace_seconds=settings.worker_grace_seconds,
+        name=args.name or "",
+        base_urls=settings.base_urls,
+    )
+    asyncio.run(run(options, os.environ))
+    return 0
+
+
 def cmd_database_url(settings: Settings, args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -43,6 +89,23 @@ def parser() -> argparse.ArgumentParser:
         "migrate", help="apply migrations (procrastinate's and ours); idempotent"
     )
     migrate.set_defaults(run=cmd_migrate)
+
+    web = commands.add_parser(
+        "web", help="serve the webhook and the JSON API with uvicorn on $PORT"
+    )
+    web.add_argument(
+        "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)"
+    )
+    web.set_defaults(run=cmd_web)
+
+    worker = commands.add_parser(
+        "worker", help="publish due posts (procrastinate worker, supervised)"
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=0, help="posts published at once"
+    )
+    worker.add_argument("--name", default="", help="worker name in attempts and logs")
+    worker.set_defaults(run=cmd_worker)
 
     url = commands.add_parser(
         "database-url", help="print the database URL in use (starts the embedded one)"

@@ -46,7 +46,9 @@ class Settings:
     data_dir: Path | None = None
     port: int = 8000
     log_level: str = "INFO"
-    worker_poll_ms: int = 1000
+    worker_poll_ms: int = 5000
+    worker_concurrency: int = 20
+    worker_grace_seconds: int = 25
     base_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -59,7 +61,9 @@ class Settings:
             data_dir=Path(data_dir).expanduser() if data_dir else None,
             port=_int(env, "PORT", 8000),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
-            worker_poll_ms=_int(env, "SOCIAL_WORKER_POLL_MS", 1000),
+            worker_poll_ms=_int(env, "SOCIAL_WORKER_POLL_MS", 5000),
+            worker_concurrency=_int(env, "SOCIAL_WORKER_CONCURRENCY", 20),
+            worker_grace_seconds=_int(env, "SOCIAL_WORKER_GRACE_SECONDS", 25),
             base_urls={
                 platform: env[f"{platform.upper()}_API_BASE_URL"].rstrip("/")
                 for platform in PLATFORMS

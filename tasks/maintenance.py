@@ -1,0 +1,72 @@
+"""Periodic upkeep: reap lost leases (reconciling where the platform can
+tell) and re-defer lost wake-ups."""
+
+from __future__ import annotations
+
+import logging
+
+from app.exceptions import IllegalTransition
+from app.logs import quote
+from tasks.adapters.base import PublishError
+from tasks.publish import Publisher, post_from_row
+
+logger = logging.getLogger(__name__)
+
+
+async def reap_and_reconcile(publisher: Publisher) -> int:
+    """Fail posts whose lease expired as unknown outcomes, then ask each
+    platform that can tell whether the post went out: live means posted,
+    certainly absent means retry; anything else waits for an operator."""
+    reaped = await publisher.store.reap_expired()
+    for row in reaped:
+        post = post_from_row(row)
+        logger.error(
+            "event=post.failed id=%s platform=%s attempt=%d kind=unknown_outcome "
+            "error=%s",
+            post.id,
+            post.platform,
+            post.attempt,
+            quote(row["last_error"]),
+        )
+        adapter = publisher.adapters.get(post.platform)
+        if adapter is None:
+            continue
+        try:
+            credentials = await publisher.accounts.credentials(
+                post.profile_id, post.platform, adapter
+            )
+            found = await adapter.reconcile(post, credentials)
+        except PublishError as error:
+            logger.info(
+                "event=post.reconcile_inconclusive id=%s reason=%s",
+                post.id,
+                quote(error.message),
+            )
+            continue
+        except Exception:
+            logger.exception("event=post.reconcile_crashed id=%s", post.id)
+            continue
+
+        try:
+            if found is not None:
+                await publisher.store.mark_posted(post.id, found.remote_id, found.url)
+                logger.info(
+                    "event=post.posted id=%s platform=%s remote_id=%s reconciled=true",
+                    post.id,
+                    post.platform,
+                    quote(found.remote_id),
+                )
+            else:
+                await publisher.store.retry(post.id, "reconciler")
+                logger.info("event=post.requeued id=%s reason=not_published", post.id)
+        except IllegalTransition:
+            # An operator acted on it meanwhile; their decision stands.
+            logger.info("event=post.reconcile_superseded id=%s", post.id)
+    return len(reaped)
+
+
+async def sweep(publisher: Publisher) -> int:
+    swept = await publisher.store.sweep()
+    if swept:
+        logger.warning("event=queue.swept posts=%d reason=lost_wakeup", swept)
+    return swept

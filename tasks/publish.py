@@ -1,0 +1,253 @@
+"""One publish attempt: claim the post, call its adapter, report the outcome.
+
+The attempt never decides a post's status itself; it reports through the SQL
+API, which applies the state machine. What it does decide is how to classify
+what happened, and the rule is the product's first promise: retry only when
+the post certainly did not go out. An answer that may have published is
+reconciled with the platform first, and left for an operator when the
+platform cannot tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from app.exceptions import IllegalTransition
+from app.logs import quote
+from tasks.accounts import Accounts
+from tasks.adapters.base import Adapter, ErrorKind, Post, Published, PublishError
+from tasks.store import Row, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Handles:
+    """Saves the attempt's intermediate handles before the adapter goes on."""
+
+    store: Store
+    post_id: UUID
+    attempt: int
+
+    async def save(self, name: str, value: Any) -> None:
+        await self.store.save_handle(self.post_id, self.attempt, name, value)
+
+
+def post_from_row(row: Row) -> Post:
+    content = row["content"]
+    return Post(
+        id=row["id"],
+        profile_id=row["profile_id"],
+        platform=row["platform"],
+        text=content.get("text") or "",
+        media_urls=tuple(content.get("mediaUrls") or ()),
+        options=content.get("options") or {},
+        attempt=row["attempts"],
+        handles=row["handles"] or {},
+    )
+
+
+class Publisher:
+    """Publishes claimed posts through the platform adapters."""
+
+    def __init__(
+        self, store: Store, accounts: Accounts, adapters: Mapping[str, Adapter]
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.adapters = adapters
+
+    async def publish(self, post_id: UUID) -> str:
+        """Run one attempt for the post; returns what became of it."""
+        row = await self.store.claim(post_id)
+        if row is None:
+            logger.debug("event=post.not_claimed id=%s", post_id)
+            return "not_claimed"
+
+        attempt = row["attempts"]
+        started = time.monotonic()
+        lease = await self.store.lease_seconds()
+        # Reports are retried through a database outage until shortly before
+        # the lease would expire; after that the reaper owns the post.
+        deadline = started + lease - 5
+        keeper = asyncio.create_task(self._keep_lease(post_id, attempt, lease))
+        try:
+            result = await self._attempt(row)
+        except asyncio.CancelledError:
+            # Shutdown outlasted the grace period mid-call: whether the
+            # platform published is unknown, so say so instead of re-queuing.
+            await asyncio.shield(
+                self._report(
+                    row,
+                    PublishError(
+                        ErrorKind.UNKNOWN_OUTCOME,
+                        "the worker stopped during the platform call; check the "
+                        "account before retrying",
+                    ),
+                    started,
+                    deadline,
+                )
+            )
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        return await self._report(row, result, started, deadline)
+
+    async def _attempt(self, row: Row) -> Published | PublishError:
+        post = post_from_row(row)
+        adapter = self.adapters.get(post.platform)
+        if adapter is None:
+            return PublishError(
+                ErrorKind.CONFIG, f"no adapter for platform {post.platform!r}"
+            )
+
+        try:
+            adapter.validate(post)
+            credentials = await self.accounts.credentials(
+                post.profile_id, post.platform, adapter
+            )
+            return await adapter.publish(
+                post, credentials, _Handles(self.store, post.id, post.attempt)
+            )
+        except PublishError as error:
+            if error.kind is not ErrorKind.UNKNOWN_OUTCOME:
+                return error
+            return await self._reconcile(adapter, post, error)
+        except Exception as error:
+            # A bug, or the database lost while saving a handle: the adapter
+            # may have sent a create request before it broke.
+            logger.exception(
+                "event=adapter.crashed id=%s platform=%s", post.id, post.platform
+            )
+            return PublishError(
+                ErrorKind.UNKNOWN_OUTCOME,
+                f"the {post.platform} adapter failed unexpectedly "
+                f"({type(error).__name__}); check the account before retrying",
+            )
+
+    async def _reconcile(
+        self, adapter: Adapter, post: Post, error: PublishError
+    ) -> Published | PublishError:
+        """Ask the platform whether an attempt with an unknown outcome went out."""
+        fresh = await self.store.post(post.id)
+        if fresh is not None:
+            post = post_from_row(fresh)
+        try:
+            credentials = await self.accounts.credentials(
+                post.profile_id, post.platform, adapter
+            )
+            found = await adapter.reconcile(post, credentials)
+        except PublishError as lookup:
+            logger.info(
+                "event=post.reconcile_inconclusive id=%s platform=%s reason=%s",
+                post.id,
+                post.platform,
+                quote(lookup.message),
+            )
+            return error
+        except Exception:
+            logger.exception("event=post.reconcile_crashed id=%s", post.id)
+            return error
+
+        if found is None:
+            return PublishError(
+                ErrorKind.TRANSIENT,
+                f"{error.message}; the platform confirms it was not published",
+                http_status=error.http_status,
+            )
+        logger.info(
+            "event=post.reconciled id=%s remote_id=%s", post.id, found.remote_id
+        )
+        return found
+
+    async def _report(
+        self,
+        row: Row,
+        result: Published | PublishError,
+        started: float,
+        deadline: float,
+    ) -> str:
+        post_id, attempt, platform = row["id"], row["attempts"], row["platform"]
+        ms = (time.monotonic() - started) * 1000
+
+        if isinstance(result, Published):
+            try:
+                await self.store.complete(
+                    post_id, attempt, result.remote_id, result.url, deadline
+                )
+            except IllegalTransition:
+                # The lease was reaped while we were out of touch; the post
+                # is live, which is what the record must say.
+                await self.store.mark_posted(post_id, result.remote_id, result.url)
+            logger.info(
+                "event=post.posted id=%s platform=%s attempt=%d remote_id=%s ms=%d",
+                post_id,
+                platform,
+                attempt,
+                quote(result.remote_id),
+                ms,
+            )
+            return "posted"
+
+        try:
+            after = await self.store.fail(
+                post_id,
+                attempt,
+                result.kind.value,
+                result.message,
+                result.http_status,
+                result.retry_at,
+                deadline,
+            )
+        except IllegalTransition:
+            logger.warning(
+                "event=post.report_late id=%s attempt=%d kind=%s",
+                post_id,
+                attempt,
+                result.kind.value,
+            )
+            return "late"
+        status = after["status"] if after else "failed"
+        level = logging.WARNING if status == "retrying" else logging.ERROR
+        logger.log(
+            level,
+            "event=post.%s id=%s platform=%s attempt=%d kind=%s http_status=%s "
+            "next_attempt_at=%s ms=%d error=%s",
+            status,
+            post_id,
+            platform,
+            attempt,
+            result.kind.value,
+            result.http_status,
+            after["next_attempt_at"].isoformat()
+            if after and after["next_attempt_at"]
+            else "",
+            ms,
+            quote(result.message),
+        )
+        return status
+
+    async def _keep_lease(self, post_id: UUID, attempt: int, lease: float) -> None:
+        """Extend the lease while the attempt runs (long video uploads)."""
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self.store.extend_lease(post_id, attempt)
+            except IllegalTransition:
+                logger.warning(
+                    "event=post.lease_lost id=%s attempt=%d", post_id, attempt
+                )
+                return
+            except Exception as error:
+                logger.warning(
+                    "event=post.lease_not_extended id=%s reason=%r", post_id, error
+                )

@@ -1,0 +1,314 @@
+"""One publish attempt end to end: SQL claim, adapter, fake platform, SQL report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from sandbox.core import Fault
+from tasks.publish import Publisher
+from tests.sql.helpers import call, enqueue, events, make_due, post, rows
+from tests.tasks.conftest import Sandbox
+
+
+def attempts_of(db: psycopg.Connection, post_id: object) -> list[dict]:
+    return rows(
+        db,
+        "SELECT * FROM social_queue_attempts WHERE post_id = %s ORDER BY number",
+        post_id,
+    )
+
+
+async def test_a_post_inserted_with_plain_sql_is_published(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = db.execute(
+        "INSERT INTO social_queue (profile_id, platform, content, scheduled_at) "
+        "VALUES ('acme', 'x', '{\"text\": \"Hello from SQL\"}', now()) RETURNING id"
+    ).fetchone()[0]
+
+    assert await publisher.publish(post_id) == "posted"
+
+    row = post(db, post_id)
+    assert row["status"] == "posted"
+    assert row["remote_url"].endswith(row["remote_id"])
+    [published] = sandbox.state.published_on("x")
+    assert published["text"] == "Hello from SQL"
+    [attempt] = attempts_of(db, post_id)
+    assert (attempt["outcome"], attempt["worker"], attempt["remote_id"]) == (
+        "published",
+        "test-worker",
+        row["remote_id"],
+    )
+    assert [e[2] for e in events(db, post_id)] == ["queued", "posting", "posted"]
+
+
+async def test_a_job_that_finds_its_post_not_due_does_nothing(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, at="2099-01-01T00:00:00Z")
+
+    assert await publisher.publish(post_id) == "not_claimed"
+    assert sandbox.state.requests == []
+    assert post(db, post_id)["attempts"] == 0
+
+
+async def test_a_5xx_is_retried_with_backoff_then_published(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, content={"text": "second time lucky"})
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", status=503, body={})
+    )
+
+    assert await publisher.publish(post_id) == "retrying"
+    failed = post(db, post_id)
+    assert (failed["error_kind"], failed["budget_used"]) == ("transient", 1)
+    assert failed["next_attempt_at"] > failed["updated_at"]
+
+    make_due(db, post_id)
+    assert await publisher.publish(post_id) == "posted"
+    assert sandbox.creates("x") == 1
+    assert [a["http_status"] for a in attempts_of(db, post_id)] == [503, None]
+
+
+async def test_a_429_waits_for_the_reset_without_spending_budget(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, profile="acme")
+    reset = int(time.time()) + 900
+    sandbox.state.add_fault(
+        Fault(
+            platform="x",
+            path="^/2/tweets$",
+            status=429,
+            body={"title": "Too Many Requests", "status": 429},
+            headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)},
+        )
+    )
+
+    assert await publisher.publish(post_id) == "retrying"
+
+    row = post(db, post_id)
+    assert row["error_kind"] == "rate_limited"
+    assert row["budget_used"] == 0
+    assert row["next_attempt_at"] == datetime.fromtimestamp(reset, UTC)
+    account = call(
+        db, "SELECT * FROM social_accounts WHERE profile_id = 'acme' AND platform = 'x'"
+    )
+    assert account["rate_limited_until"] == datetime.fromtimestamp(reset, UTC)
+
+
+async def test_a_permanent_rejection_is_not_retried(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db)
+    sandbox.state.add_fault(
+        Fault(
+            platform="x",
+            path="^/2/tweets$",
+            status=400,
+            body={"title": "Invalid Request", "detail": "bad", "status": 400},
+        )
+    )
+
+    assert await publisher.publish(post_id) == "failed"
+    row = post(db, post_id)
+    assert (row["status"], row["error_kind"]) == ("failed", "invalid")
+    assert row["next_attempt_at"] is None
+
+
+async def test_content_the_adapter_rejects_costs_no_request(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    # 140 CJK characters pass the database's character count (280) but weigh
+    # 280 + 2 on X.
+    post_id = enqueue(db, content={"text": "漢" * 141})
+
+    assert await publisher.publish(post_id) == "failed"
+    assert post(db, post_id)["error_kind"] == "invalid"
+    assert sandbox.state.requests_for("x") == []
+
+
+async def test_the_budget_runs_out_after_the_last_attempt(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    db.execute("UPDATE social_queue_settings SET max_attempts = 2")
+    post_id = enqueue(db)
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", status=502, body={}, times=2)
+    )
+
+    assert await publisher.publish(post_id) == "retrying"
+    make_due(db, post_id)
+    assert await publisher.publish(post_id) == "failed"
+
+    row = post(db, post_id)
+    assert row["last_error"].startswith("gave up after 2 attempts")
+    assert sandbox.creates("x") == 0
+
+
+async def test_a_paused_platform_is_published_once_resumed(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, platform="linkedin", content={"text": "when resumed"})
+    db.execute("SELECT social_platform_pause('linkedin', 'maintenance')")
+
+    assert await publisher.publish(post_id) == "not_claimed"
+    db.execute("SELECT social_platform_resume('linkedin')")
+
+    assert await publisher.publish(post_id) == "posted"
+    assert sandbox.creates("linkedin") == 1
+
+
+async def test_a_timeout_after_sending_is_reconciled_not_retried(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, content={"text": "did it go out?"})
+    # X creates the post, then the answer takes longer than the read timeout.
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", method="POST", delay=2, after=True)
+    )
+
+    assert await publisher.publish(post_id) == "posted"
+
+    assert sandbox.creates("x") == 1
+    row = post(db, post_id)
+    assert row["remote_id"] == sandbox.state.published_on("x")[0]["id"]
+
+
+async def test_an_unknown_outcome_that_cannot_be_checked_waits_for_an_operator(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    post_id = enqueue(db, content={"text": "did it go out?"})
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", method="POST", delay=2, after=True)
+    )
+    # The lookup fails too: nothing can tell whether the post is live.
+    sandbox.state.add_fault(
+        Fault(platform="x", path="/tweets$", method="GET", status=503, body={}, times=5)
+    )
+
+    assert await publisher.publish(post_id) == "failed"
+
+    row = post(db, post_id)
+    assert (row["status"], row["error_kind"]) == ("failed", "unknown_outcome")
+    assert sandbox.creates("x") == 1
+
+
+async def test_missing_credentials_fail_as_configuration(
+    db: psycopg.Connection, publisher: Publisher
+) -> None:
+    publisher.accounts.env = {}
+    post_id = enqueue(db)
+
+    assert await publisher.publish(post_id) == "failed"
+    row = post(db, post_id)
+    assert row["error_kind"] == "config"
+    assert "X_BEARER_TOKEN" in row["last_error"]
+
+
+async def test_stored_credentials_are_used_and_encrypted_at_rest(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    await publisher.accounts.store(
+        "acme", "x", access_token="stored-acme-token", account_id="1460000000000000001"
+    )
+    post_id = enqueue(db, profile="acme")
+
+    assert await publisher.publish(post_id) == "posted"
+
+    [create] = sandbox.state.requests_for("x", "POST", "^/2/tweets$")
+    assert create.headers["authorization"] == "Bearer stored-acme-token"
+    stored = db.execute(
+        "SELECT access_token FROM social_accounts WHERE profile_id = 'acme'"
+    ).fetchone()[0]
+    assert b"stored-acme-token" not in bytes(stored)
+
+
+async def test_a_token_refresh_raced_by_two_workers_happens_once(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    await publisher.accounts.store(
+        "acme",
+        "x",
+        access_token="expired-acme-token",
+        refresh_token="acme-refresh-token",
+        account_id="1460000000000000001",
+        expires_at=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    publisher.accounts.env = {**publisher.accounts.env, "X_CLIENT_ID": "client-1"}
+    adapter = publisher.adapters["x"]
+
+    first, second = await asyncio.gather(
+        publisher.accounts.credentials("acme", "x", adapter),
+        publisher.accounts.credentials("acme", "x", adapter),
+    )
+
+    assert first.access_token == second.access_token != "expired-acme-token"
+    assert len(sandbox.state.requests_for("x", "POST", "/oauth2/token")) == 1
+    version = db.execute(
+        "SELECT token_version FROM social_accounts WHERE profile_id = 'acme'"
+    ).fetchone()[0]
+    assert version == 1
+
+
+async def test_a_refresh_that_cannot_reach_the_platform_keeps_the_grant(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    await publisher.accounts.store(
+        "acme",
+        "x",
+        access_token="expired-acme-token",
+        refresh_token="acme-refresh-token",
+        expires_at=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    before = db.execute("SELECT refresh_token FROM social_accounts").fetchone()[0]
+    sandbox.state.add_fault(
+        Fault(platform="x", path="/oauth2/token", status=503, body={}, times=3)
+    )
+    post_id = enqueue(db, profile="acme")
+
+    outcome = await publisher.publish(post_id)
+
+    assert outcome == "retrying"
+    assert post(db, post_id)["error_kind"] == "transient"
+    assert (
+        db.execute("SELECT refresh_token FROM social_accounts").fetchone()[0] == before
+    )
+
+
+@pytest.mark.parametrize(
+    ("platform", "content"),
+    [
+        ("instagram", {"text": "pic", "mediaUrls": ["{media}/photo.jpg"]}),
+        ("linkedin", {"text": "text (with) #reserved *chars*"}),
+        ("facebook", {"text": "page post"}),
+        ("tiktok", {"text": "clip", "mediaUrls": ["{media}/clip.mp4?bytes=4096"]}),
+        (
+            "youtube",
+            {"text": "Video title", "mediaUrls": ["{media}/clip.mp4?bytes=4096"]},
+        ),
+    ],
+)
+async def test_every_platform_publishes_through_its_adapter(
+    db: psycopg.Connection,
+    publisher: Publisher,
+    sandbox: Sandbox,
+    platform: str,
+    content: dict,
+) -> None:
+    media = f"{sandbox.url}/media"
+    if "mediaUrls" in content:
+        content = {
+            **content,
+            "mediaUrls": [u.format(media=media) for u in content["mediaUrls"]],
+        }
+    post_id = enqueue(db, platform=platform, content=content)
+
+    assert await publisher.publish(post_id) == "posted", post(db, post_id)["last_error"]
+    assert sandbox.creates(platform) == 1
