@@ -73,6 +73,17 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from app import dev
+
+    return dev.run(
+        settings,
+        demo=args.demo,
+        sandbox_port=args.sandbox_port,
+        failure_rate=args.failure_rate,
+    )
+
+
 def cmd_database_url(settings: Settings, args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -106,6 +117,20 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--name", default="", help="worker name in attempts and logs")
     worker.set_defaults(run=cmd_worker)
+
+    dev = commands.add_parser(
+        "dev",
+        help="web, worker and the sandbox of fake platforms on the embedded database",
+    )
+    dev.add_argument("--demo", action="store_true", help="queue a minute of demo posts")
+    dev.add_argument("--sandbox-port", type=int, default=8700)
+    dev.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.15,
+        help="share of sandbox create requests that fail (5xx or 429), to see retries",
+    )
+    dev.set_defaults(run=cmd_dev)
 
     url = commands.add_parser(
         "database-url", help="print the database URL in use (starts the embedded one)"
