@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from app import logs, migrations
+from app import account_command, logs, migrations
 from app.config import Settings
 from app.database import database_url
 from app.exceptions import SocialQueueError
@@ -131,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
         help="share of sandbox create requests that fail (5xx or 429), to see retries",
     )
     dev.set_defaults(run=cmd_dev)
+
+    account_command.add_parser(commands)
 
     url = commands.add_parser(
         "database-url", help="print the database URL in use (starts the embedded one)"
