@@ -11,13 +11,22 @@ received:
 - `GET /_sandbox/requests?platform=x` lists received requests;
   `DELETE /_sandbox/requests` clears the log.
 - `GET /_sandbox/published?platform=x` lists what each fake published.
+- `GET /_sandbox/settings` reads, `PUT /_sandbox/settings` changes the
+  latency and the failure rate (`{"latency": 0.1, "failure_rate": 0.2}`).
 - `GET /media/{name}.{ext}?bytes=N` serves generated media for the adapters
   to download (jpg, png, gif, mp4, mov).
+- `GET /` says what this is: fake platforms, nothing is published anywhere.
+
+A failure rate makes that share of each platform's create requests (the ones
+that would publish) fail before the fake handles them, with the platform's own
+5xx or 429 answer and rate-limit headers, so a demo shows retries without
+anything being created twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import threading
 import time
@@ -82,10 +91,24 @@ class RecordedRequest:
 
 
 class SandboxState:
-    """Shared, thread-safe state of one sandbox: log, faults, published posts."""
+    """Shared, thread-safe state of one sandbox: log, faults, published posts.
 
-    def __init__(self, latency: float = 0.0) -> None:
+    `failure_rate` (0 to 1) is the share of create requests answered with an
+    injected failure, drawn from a `random.Random(seed)`, so a seeded sandbox
+    fails the same requests every run.
+    """
+
+    def __init__(
+        self,
+        latency: float = 0.0,
+        failure_rate: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
         self.latency = latency
+        self.failure_rate = check_failure_rate(failure_rate)
+        self.rng = random.Random(seed)
+        # (platform, method, path, status) of each injected failure.
+        self.injected: list[tuple[str, str, str, int]] = []
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.published: dict[str, list[dict[str, Any]]] = {}
@@ -121,6 +144,11 @@ class SandboxState:
                     return fault
         return None
 
+    def draw_failure(self) -> bool:
+        """Whether the next create request fails, at `failure_rate`."""
+        with self._lock:
+            return self.failure_rate > 0 and self.rng.random() < self.failure_rate
+
     def publish(self, platform: str, item: dict[str, Any]) -> None:
         with self._lock:
             self.published.setdefault(platform, []).append(item)
@@ -134,12 +162,26 @@ class SandboxState:
             self.requests.clear()
             self.faults.clear()
             self.published.clear()
+            self.injected.clear()
+
+
+def check_failure_rate(rate: float) -> float:
+    """`rate` if it is a share between 0 and 1, else ValueError."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"failure rate must be between 0 and 1, got {rate}")
+    return rate
 
 
 class FakePlatform:
-    """Base of one fake platform API; subclasses define `name` and `routes`."""
+    """Base of one fake platform API; subclasses define `name` and `routes`.
+
+    `creates` lists the (method, path pattern) of the requests that publish,
+    the ones a failure rate applies to; `injected_failure` is the answer such a
+    request gets instead, which must be one that says nothing was created.
+    """
 
     name: str
+    creates: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
@@ -147,14 +189,26 @@ class FakePlatform:
     def routes(self) -> list[BaseRoute]:
         raise NotImplementedError
 
+    def is_create(self, method: str, path: str) -> bool:
+        return any(
+            method == wanted and re.search(pattern, path)
+            for wanted, pattern in self.creates
+        )
+
+    def injected_failure(self, rng: random.Random) -> Response:
+        """A temporary failure in the platform's own shape; override per fake."""
+        return JSONResponse({"error": "sandbox: injected failure"}, 503)
+
 
 class _FaultsAndLog:
     """ASGI middleware: records each platform request, applies faults and latency."""
 
-    def __init__(self, app: ASGIApp, state: SandboxState, names: set[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, state: SandboxState, fakes: dict[str, FakePlatform]
+    ) -> None:
         self.app = app
         self.state = state
-        self.names = names
+        self.fakes = fakes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,7 +216,8 @@ class _FaultsAndLog:
             return
 
         platform, _, below = scope["path"].lstrip("/").partition("/")
-        if platform not in self.names:
+        fake = self.fakes.get(platform)
+        if fake is None:
             await self.app(scope, receive, send)
             return
 
@@ -200,6 +255,14 @@ class _FaultsAndLog:
                 if fault.body is not None
                 else Response(b"", fault.status, headers=fault.headers)
             )
+            await response(scope, replay, send)
+            return
+        if fault is None and fake.is_create(method, path) and self.state.draw_failure():
+            response = fake.injected_failure(self.state.rng)
+            with self.state._lock:
+                self.state.injected.append(
+                    (platform, method, path, response.status_code)
+                )
             await response(scope, replay, send)
             return
 
@@ -244,6 +307,28 @@ async def media(request: Request) -> Response:
     return Response(magic + b"\0" * (size - len(magic)), media_type=content_type)
 
 
+LANDING_TITLE = "Social Queue sandbox — fake platforms, nothing is published anywhere"
+
+
+async def landing(request: Request) -> Response:
+    """What this server is, and where each fake platform lives."""
+    root = str(request.base_url).rstrip("/")
+    fakes = request.app.state.fakes
+    return JSONResponse(
+        {
+            "sandbox": LANDING_TITLE,
+            "platforms": {name: f"{root}/{name}" for name in fakes},
+            "control": f"{root}/_sandbox/",
+            "media": f"{root}/media/sample.mp4?bytes=65536",
+        }
+    )
+
+
+async def ping(request: Request) -> Response:
+    """The cheapest answer the server gives: a baseline for measurements."""
+    return Response(status_code=204)
+
+
 def _control_routes(state: SandboxState) -> list[BaseRoute]:
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
@@ -277,7 +362,28 @@ def _control_routes(state: SandboxState) -> list[BaseRoute]:
             }
         return JSONResponse({"published": items})
 
+    async def settings(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                changes = await request.json()
+                latency = float(changes.get("latency", state.latency))
+                rate = check_failure_rate(
+                    float(changes.get("failure_rate", state.failure_rate))
+                )
+            except (ValueError, TypeError, AttributeError) as exc:
+                return JSONResponse({"error": f"not valid settings: {exc}"}, 422)
+            if latency < 0:
+                return JSONResponse({"error": "latency must not be negative"}, 422)
+            with state._lock:
+                state.latency, state.failure_rate = latency, rate
+        return JSONResponse(
+            {"latency": state.latency, "failure_rate": state.failure_rate}
+        )
+
     return [
+        Route("/", landing, methods=["GET"]),
+        Route("/_sandbox/ping", ping, methods=["GET"]),
+        Route("/_sandbox/settings", settings, methods=["GET", "PUT"]),
         Route("/_sandbox/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
         Route("/_sandbox/published", published, methods=["GET"]),
@@ -297,7 +403,7 @@ def create_app(
     app = Starlette(routes=routes)
     app.state.sandbox = state
     app.state.fakes = {fake.name: fake for fake in fakes}
-    app.add_middleware(_FaultsAndLog, state=state, names={f.name for f in fakes})
+    app.add_middleware(_FaultsAndLog, state=state, fakes=app.state.fakes)
     return app
 
 

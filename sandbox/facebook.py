@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -22,28 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from sandbox.common import (
+    bearer_token,
+    graph_error,
+    graph_expired_token,
+    graph_injected_failure,
+)
 from sandbox.core import FakePlatform, SandboxState
-
-
-def graph_error(
-    status: int,
-    code: int,
-    message: str,
-    *,
-    kind: str = "OAuthException",
-    subcode: int | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    error: dict[str, Any] = {
-        "message": message,
-        "type": kind,
-        "code": code,
-        "is_transient": False,
-        "fbtrace_id": secrets.token_urlsafe(8),
-    }
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    return JSONResponse({"error": error}, status, headers=headers)
 
 
 def graph_time(at: float) -> str:
@@ -65,6 +50,8 @@ class FacebookFake(FakePlatform):
         self.photos: dict[str, dict[str, Any]] = {}
         self.calls: dict[str, list[float]] = {}
 
+    creates = (("POST", r"/(feed|videos)$"),)
+
     def routes(self) -> list[BaseRoute]:
         edges: list[BaseRoute] = [
             Route("/{page}/feed", self.feed, methods=["POST"]),
@@ -80,20 +67,16 @@ class FacebookFake(FakePlatform):
     def authorise(self, request: Request) -> Response | dict[str, str]:
         """Checks the token and counts the call; an error answer, or the
         usage headers to send with the answer."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token if scheme.lower() in ("bearer", "oauth") else ""
+        token = bearer_token(request, "bearer", "oauth")
         token = token or request.query_params.get("access_token", "")
         if not token:
             return graph_error(
-                400, 2500, "An active access token must be used to query information."
+                400,
+                "An active access token must be used to query information.",
+                code=2500,
             )
         if token.startswith("expired-"):
-            return graph_error(
-                400,
-                190,
-                "Error validating access token: Session has expired.",
-                subcode=463,
-            )
+            return graph_expired_token()
 
         page = request.path_params["page"]
         now = time.time()
@@ -117,9 +100,15 @@ class FacebookFake(FakePlatform):
         }
         if len(recent) > self.calls_per_hour:
             return graph_error(
-                400, 32, "(#32) Page request limit reached", headers=headers
+                400, "(#32) Page request limit reached", code=32, headers=headers
             )
         return headers
+
+    def injected_failure(self, rng: random.Random) -> Response:
+        """Graph's transient code 2, or the page call limit (code 32)."""
+        return graph_injected_failure(
+            rng, "pages", 32, "(#32) Page request limit reached"
+        )
 
     async def body(self, request: Request) -> dict[str, Any]:
         """A Graph POST's parameters, from JSON or a form."""
@@ -147,24 +136,26 @@ class FacebookFake(FakePlatform):
         if not message and not link and not attached:
             return graph_error(
                 400,
-                100,
                 "(#100) Missing message or attachment",
+                code=100,
                 headers=usage,
             )
         if link is not None and not str(link).startswith(("http://", "https://")):
             return graph_error(
-                400, 100, "Error posting link", subcode=1609005, headers=usage
+                400, "Error posting link", code=100, subcode=1609005, headers=usage
             )
         fbids = [item.get("media_fbid") for item in attached]
         if any(self.photos.get(f, {}).get("page") != page for f in fbids):
-            return graph_error(400, 100, "(#100) Invalid media_fbid", headers=usage)
+            return graph_error(
+                400, "(#100) Invalid media_fbid", code=100, headers=usage
+            )
         if message and any(
             p["page"] == page and p["message"] == message for p in self.posts
         ):
             return graph_error(
                 400,
-                506,
                 "(#506) Duplicate status message",
+                code=506,
                 subcode=1455006,
                 headers=usage,
             )
@@ -188,12 +179,14 @@ class FacebookFake(FakePlatform):
         body = await self.body(request)
         url = str(body.get("url", ""))
         if not url.startswith(("http://", "https://")):
-            return graph_error(400, 324, "(#324) Requires upload file", headers=usage)
+            return graph_error(
+                400, "(#324) Requires upload file", code=324, headers=usage
+            )
         if body.get("published") not in (False, "false"):
             return graph_error(
                 400,
-                100,
                 "(#100) this fake only takes unpublished photos",
+                code=100,
                 headers=usage,
             )
         photo_id = str(next(self.ids))
@@ -207,7 +200,9 @@ class FacebookFake(FakePlatform):
         body = await self.body(request)
         file_url = str(body.get("file_url", ""))
         if not file_url.startswith(("http://", "https://")):
-            return graph_error(400, 100, "(#100) file_url must be a URL", headers=usage)
+            return graph_error(
+                400, "(#100) file_url must be a URL", code=100, headers=usage
+            )
         video = {
             "id": str(next(self.ids)),
             "page": request.path_params["page"],

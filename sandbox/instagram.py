@@ -27,6 +27,7 @@ the class attributes to stage slow processing, a small quota or expiry.
 from __future__ import annotations
 
 import itertools
+import random
 import secrets
 import threading
 import time
@@ -38,6 +39,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.common import (
+    bearer_token,
+    graph_error,
+    graph_expired_token,
+    graph_injected_failure,
+)
 from sandbox.core import FakePlatform, SandboxState
 
 MAX_CAPTION = 2200
@@ -56,29 +63,6 @@ class _Container:
     media_id: str | None = None
 
 
-def graph_error(
-    http_status: int,
-    message: str,
-    *,
-    code: int,
-    subcode: int | None = None,
-    kind: str = "OAuthException",
-    is_transient: bool = False,
-) -> JSONResponse:
-    """A Graph API error body, as Meta documents it."""
-    error: dict[str, Any] = {
-        "message": message,
-        "type": kind,
-        "code": code,
-        "is_transient": is_transient,
-        "fbtrace_id": secrets.token_urlsafe(8),
-    }
-    if subcode is not None:
-        error["error_subcode"] = subcode
-        error["error_user_msg"] = message
-    return JSONResponse({"error": error}, http_status)
-
-
 class InstagramFake(FakePlatform):
     """The content-publishing endpoints of graph.facebook.com."""
 
@@ -95,6 +79,8 @@ class InstagramFake(FakePlatform):
         self.ids = itertools.count(17_900_000_000_000_000)
         self.lock = threading.Lock()
 
+    creates = (("POST", r"/media_publish$"),)
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/{version}/{user}/media", self.user_media, methods=["GET", "POST"]),
@@ -109,6 +95,12 @@ class InstagramFake(FakePlatform):
             Route("/{version}/{node}", self.read_node, methods=["GET"]),
         ]
 
+    def injected_failure(self, rng: random.Random) -> Response:
+        """Graph's transient code 2, or the app call limit (code 4)."""
+        return graph_injected_failure(
+            rng, "instagram", 4, "(#4) Application request limit reached"
+        )
+
     async def _params(self, request: Request) -> dict[str, str]:
         """Query and form parameters together, as Graph reads them."""
         params = dict(request.query_params)
@@ -120,18 +112,11 @@ class InstagramFake(FakePlatform):
     def _auth_error(self, request: Request, params: dict[str, str]) -> Response | None:
         if not request.path_params["version"].startswith("v"):
             return graph_error(400, "Unknown path components", code=2500)
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        token = token or params.get("access_token", "")
+        token = bearer_token(request) or params.get("access_token", "")
         if not token:
             return graph_error(400, "An access token is required", code=104)
         if token.startswith("expired-"):
-            return graph_error(
-                400,
-                "Error validating access token: Session has expired.",
-                code=190,
-                subcode=463,
-            )
+            return graph_expired_token()
         return None
 
     def _next_id(self) -> str:

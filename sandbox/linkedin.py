@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.common import bearer_token
 from sandbox.core import FakePlatform, SandboxState
 
 RESERVED = set("\\|{}@[]()<>#*_~")
@@ -77,6 +79,8 @@ class LinkedInFake(FakePlatform):
         self.used_refresh_tokens: set[str] = set()
         self.issued: dict[str, str] = {}
 
+    creates = (("POST", r"^/rest/posts$"),)
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/rest/posts", self.create_post, methods=["POST"]),
@@ -91,8 +95,8 @@ class LinkedInFake(FakePlatform):
 
     def check(self, request: Request) -> Response | None:
         """Auth and protocol headers; an error answer, or None when fine."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if not token:
             return error(401, "Empty oauth2 access token", "EMPTY_ACCESS_TOKEN")
         if token.startswith("expired-") or token in self.revoked:
             return error(
@@ -106,6 +110,12 @@ class LinkedInFake(FakePlatform):
         if request.headers.get("x-restli-protocol-version") != "2.0.0":
             return error(400, "X-Restli-Protocol-Version 2.0.0 is required")
         return None
+
+    def injected_failure(self, rng: random.Random) -> Response:
+        """A 5xx only: LinkedIn's 429 carries no reset header, so the adapter
+        rightly defers it to midnight UTC, which would stall a demo."""
+        status = rng.choice((500, 503, 504))
+        return error(status, "Internal Server Error" if status == 500 else "Retry")
 
     # -- posts -----------------------------------------------------------
 

@@ -26,6 +26,7 @@ chunk, or the init of a pulled post). Pulled URLs are not downloaded.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import secrets
 import threading
@@ -37,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.common import bearer_token
 from sandbox.core import FakePlatform, SandboxState
 
 MIN_CHUNK = 5 * 1024 * 1024
@@ -102,6 +104,8 @@ class TikTokFake(FakePlatform):
         self.ids = itertools.count(7_300_000_000_000_000_000)
         self.lock = threading.Lock()
 
+    creates = (("POST", r"/(video|content)/init/$"),)
+
     def routes(self) -> list[BaseRoute]:
         prefix = "/v2/post/publish"
         return [
@@ -113,9 +117,16 @@ class TikTokFake(FakePlatform):
             Route("/upload/video/", self.upload, methods=["PUT"]),
         ]
 
+    def injected_failure(self, rng: random.Random) -> Response:
+        """TikTok's own 429 `rate_limit_exceeded` or 500 `internal_error`."""
+        if rng.random() < 0.5:
+            return tiktok_answer(
+                429, "rate_limit_exceeded", "The API rate limit was exceeded."
+            )
+        return tiktok_answer(500, "internal_error", "Something went wrong.")
+
     def _token(self, request: Request) -> tuple[str | None, Response | None]:
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
+        token = bearer_token(request)
         if not token or token.startswith("expired-") or token in self.revoked_tokens:
             return None, tiktok_answer(
                 401,

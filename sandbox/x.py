@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.common import bearer_token
 from sandbox.core import FakePlatform, SandboxState
 from tasks.adapters.x_text import MAX_WEIGHTED_LENGTH, weighted_length
 
@@ -32,6 +34,14 @@ PROBLEMS = "https://api.twitter.com/2/problems"
 
 def problem(status: int, title: str, detail: str, kind: str = "about:blank") -> dict:
     return {"title": title, "detail": detail, "type": kind, "status": status}
+
+
+def too_many_requests(headers: dict[str, str]) -> JSONResponse:
+    """X's 429 problem, with the rate-limit headers of the window."""
+    body = problem(
+        429, "Too Many Requests", "Too Many Requests", f"{PROBLEMS}/rate-limit-exceeded"
+    )
+    return JSONResponse(body, 429, headers=headers)
 
 
 async def read_form(request: Request) -> tuple[dict[str, str], dict[str, UploadFile]]:
@@ -80,6 +90,10 @@ class XFake(FakePlatform):
         # refresh token -> the access token issued with it
         self.issued: dict[str, str] = {}
 
+    creates = (("POST", r"^/2/tweets$"),)
+    # The rate-limit window an injected 429 announces; short, for demos.
+    injected_reset_secs = 30
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/2/tweets", self.create_tweet, methods=["POST"]),
@@ -99,8 +113,8 @@ class XFake(FakePlatform):
 
     def authorise(self, request: Request) -> str | Response:
         """The caller's user id, or a 401 answer."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if not token:
             return JSONResponse(problem(401, "Unauthorized", "Unauthorized"), 401)
         if token.startswith("expired-") or token in self.revoked:
             return JSONResponse(problem(401, "Unauthorized", "Unauthorized"), 401)
@@ -123,6 +137,18 @@ class XFake(FakePlatform):
         }
         return allowed, headers
 
+    def injected_failure(self, rng: random.Random) -> Response:
+        """A 429 with X's rate-limit headers, or a 503 problem."""
+        if rng.random() < 0.5:
+            headers = {
+                "x-rate-limit-limit": str(self.tweet_limit),
+                "x-rate-limit-remaining": "0",
+                "x-rate-limit-reset": str(int(time.time()) + self.injected_reset_secs),
+            }
+            return too_many_requests(headers)
+        body = problem(503, "Service Unavailable", "Service Unavailable")
+        return JSONResponse(body, 503)
+
     # -- posts -----------------------------------------------------------
 
     async def create_tweet(self, request: Request) -> Response:
@@ -131,13 +157,7 @@ class XFake(FakePlatform):
             return user
         allowed, headers = self.limit(user, "tweets", self.tweet_limit)
         if not allowed:
-            body = problem(
-                429,
-                "Too Many Requests",
-                "Too Many Requests",
-                f"{PROBLEMS}/rate-limit-exceeded",
-            )
-            return JSONResponse(body, 429, headers=headers)
+            return too_many_requests(headers)
 
         try:
             body = await request.json()

@@ -22,6 +22,7 @@ Error bodies follow Google's JSON shape (``{"error": {"code", "message",
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import threading
@@ -32,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.common import bearer_token
 from sandbox.core import FakePlatform, SandboxState
 
 CHUNK_UNIT = 256 * 1024
@@ -80,15 +82,27 @@ class YouTubeFake(FakePlatform):
         self.issued: dict[str, str] = {}  # refresh token -> its latest access token
         self.lock = threading.Lock()
 
+    creates = (("POST", r"^/upload/youtube/v3/videos$"),)
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/upload/youtube/v3/videos", self.videos, methods=["POST", "PUT"]),
             Route("/token", self.token, methods=["POST"]),
         ]
 
+    def injected_failure(self, rng: random.Random) -> Response:
+        """Google's 429 `rateLimitExceeded` (with `Retry-After`) or 503
+        `backendError`, refusing to open the upload session."""
+        if rng.random() < 0.5:
+            answer = google_error(
+                429, "rateLimitExceeded", "Rate limit exceeded.", domain="usageLimits"
+            )
+            answer.headers["Retry-After"] = "30"
+            return answer
+        return google_error(503, "backendError", "Backend Error", domain="global")
+
     def _auth_error(self, request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
+        token = bearer_token(request)
         if not token or token.startswith("expired-") or token in self.revoked_tokens:
             return google_error(
                 401,

@@ -133,6 +133,33 @@ class TokenGrant:
         return f"TokenGrant(expires_in={self.expires_in!r})"
 
 
+class RefreshOnce:
+    """The credentials of one attempt, refreshed at most once.
+
+    Every adapter sends its requests with `credentials`; on a 401 (or the
+    platform's expired-token code) it calls `refresh()` and, if that returns
+    True, sends the request again with the new token. A second 401 in the same
+    attempt is then an answer, not a reason to refresh again.
+    """
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        self.refreshed = False
+
+    @property
+    def authorization(self) -> str:
+        """The `Authorization` header value for the current token."""
+        return f"Bearer {self.credentials.access_token}"
+
+    async def refresh(self) -> bool:
+        """Get new credentials once per attempt; False if that is not possible."""
+        if self.refreshed or self.credentials.refresh is None:
+            return False
+        self.refreshed = True
+        self.credentials = await self.credentials.refresh()
+        return True
+
+
 class HandleStore(Protocol):
     """Persists intermediate handles before the adapter's next call."""
 
@@ -240,3 +267,27 @@ def retry_after(response: httpx.Response, now: datetime) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON body if it is an object, else an empty dict."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time saved in a handle, as an aware datetime; None if not one.
+
+    A time without a zone is taken as UTC: ``"2026-01-02T03:04:05"`` gives
+    ``2026-01-02 03:04:05+00:00``.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

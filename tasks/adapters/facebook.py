@@ -11,13 +11,13 @@ The time the publishing request was first sent is saved
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from tasks.adapters import graph
 from tasks.adapters.base import (
     Adapter,
     Credentials,
@@ -26,7 +26,9 @@ from tasks.adapters.base import (
     Post,
     Published,
     PublishError,
-    retry_after,
+    RefreshOnce,
+    json_object,
+    parse_time,
 )
 from tasks.adapters.media import content_type_from_url, media_kind
 
@@ -35,35 +37,24 @@ logger = logging.getLogger(__name__)
 # Graph versions live about two years; operators can pin another.
 DEFAULT_API_VERSION = "v23.0"
 MAX_TEXT = 63_206
-# Error codes, from the Graph API's error-handling guide.
-TRANSIENT_CODES = frozenset({1, 2})
-RATE_LIMIT_CODES = frozenset({4, 17, 32, 341, 613})
 POLICY_BLOCK_CODE = 368  # temporarily blocked for posting too much
-TOKEN_CODES = frozenset({102, 190})
-PERMISSION_CODES = frozenset({10, *range(200, 300)})
-DUPLICATE_CODE = 506
-BAD_LINK_CODE = 1609005
-# When a limit says nothing about how long it lasts. Call-rate limits are
-# rolling one-hour windows; a policy block lasts longer.
-RATE_LIMIT_WAIT = timedelta(minutes=15)
 POLICY_BLOCK_WAIT = timedelta(hours=1)
+DUPLICATE_CODE = 506
+FACEBOOK = graph.GraphProduct(
+    name="Facebook",
+    base_url_setting="FACEBOOK_API_BASE_URL",
+    # 102: the API session expired; 190: the token is invalid or expired.
+    token_codes=frozenset({102, 190}),
+    # 341: the page reached its posting limit for now.
+    rate_limit_codes=frozenset({4, 17, 32, 341, 613}),
+    token_advice="the page token is invalid or expired, re-authorise the page",
+    permission_advice=(
+        "the token lacks a permission (pages_manage_posts, publish_video)"
+    ),
+    invalid_advice="Facebook will not accept this post as it is",
+)
 CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGES = 5
-
-
-class _Attempt:
-    """The credentials of one publish attempt, refreshed at most once."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
-        self.refreshed = False
-
-    async def refresh(self) -> bool:
-        if self.refreshed or self.credentials.refresh is None:
-            return False
-        self.refreshed = True
-        self.credentials = await self.credentials.refresh()
-        return True
 
 
 class FacebookAdapter(Adapter):
@@ -118,7 +109,7 @@ class FacebookAdapter(Adapter):
     ) -> Published:
         self.validate(post)
         page = _page(credentials)
-        attempt = _Attempt(credentials)
+        attempt = RefreshOnce(credentials)
 
         if _kinds(post) == ["video"]:
             edge = "videos"
@@ -149,7 +140,7 @@ class FacebookAdapter(Adapter):
         if response.is_error:
             raise _error(response, f"publish to /{page}/{edge}")
 
-        remote_id = _json(response).get("id")
+        remote_id = json_object(response).get("id")
         if not isinstance(remote_id, str) or not remote_id:
             raise PublishError(
                 ErrorKind.UNKNOWN_OUTCOME,
@@ -187,7 +178,7 @@ class FacebookAdapter(Adapter):
 
     async def reconcile(self, post: Post, credentials: Credentials) -> Published | None:
         """Look for the post's text among the page's posts since the attempt."""
-        sent_at = _parse_time(post.handles.get("facebook_sent_at"))
+        sent_at = parse_time(post.handles.get("facebook_sent_at"))
         if sent_at is None:
             return None  # the publishing request was never sent
         if not post.text.strip():
@@ -198,7 +189,7 @@ class FacebookAdapter(Adapter):
             )
 
         page = _page(credentials)
-        attempt = _Attempt(credentials)
+        attempt = RefreshOnce(credentials)
         video = _kinds(post) == ["video"]
         edge, field = (
             ("videos", "description") if video else ("published_posts", "message")
@@ -219,7 +210,7 @@ class FacebookAdapter(Adapter):
                     f"{error.message}; check the page before retrying",
                     http_status=error.http_status,
                 )
-            body = _json(response)
+            body = json_object(response)
             for item in body.get("data") or []:
                 if (
                     isinstance(item, dict)
@@ -244,7 +235,7 @@ class FacebookAdapter(Adapter):
 
     async def _call(
         self,
-        attempt: _Attempt,
+        attempt: RefreshOnce,
         method: str,
         path: str,
         *,
@@ -257,7 +248,7 @@ class FacebookAdapter(Adapter):
         `access_token` parameter, so it never appears in a logged URL.
         """
         while True:
-            headers = {"Authorization": f"Bearer {attempt.credentials.access_token}"}
+            headers = {"Authorization": attempt.authorization}
             response = await self.request(
                 method,
                 self.url(self.node(path)),
@@ -266,14 +257,15 @@ class FacebookAdapter(Adapter):
                 **kwargs,
             )
             expired = (
-                response.status_code == 401 or _graph_code(response) in TOKEN_CODES
+                response.status_code == 401
+                or _graph_code(response) in FACEBOOK.token_codes
             )
             if not expired or not await attempt.refresh():
                 return response
             logger.info("event=facebook.token_refreshed path=%s", path)
 
     async def _upload_photos(
-        self, post: Post, page: str, attempt: _Attempt, handles: HandleStore
+        self, post: Post, page: str, attempt: RefreshOnce, handles: HandleStore
     ) -> list[str]:
         """Upload each photo unpublished; returns their ids in post order."""
         saved: dict[str, str] = dict(post.handles.get("facebook_photos") or {})
@@ -288,7 +280,7 @@ class FacebookAdapter(Adapter):
             )
             if response.is_error:
                 raise _error(response, f"upload the photo {url}")
-            photo_id = _json(response).get("id")
+            photo_id = json_object(response).get("id")
             if not isinstance(photo_id, str):
                 raise PublishError(
                     ErrorKind.TRANSIENT,
@@ -323,95 +315,28 @@ def _page(credentials: Credentials) -> str:
     return credentials.account_id
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _graph_error(response: httpx.Response) -> dict[str, Any]:
-    error = _json(response).get("error")
-    return error if isinstance(error, dict) else {}
+def _rules(error: graph.GraphError, now: datetime) -> graph.Verdict | None:
+    """Facebook's own codes, asked before the ones every Graph product shares."""
+    if error.code == POLICY_BLOCK_CODE:
+        return graph.Verdict(
+            ErrorKind.RATE_LIMITED,
+            "the page is temporarily blocked from posting: deferred",
+            now + POLICY_BLOCK_WAIT,
+        )
+    return None
 
 
 def _graph_code(response: httpx.Response) -> int | None:
-    code = _graph_error(response).get("code")
-    return code if isinstance(code, int) else None
-
-
-def regain_access_at(response: httpx.Response, now: datetime) -> datetime | None:
-    """When the usage headers say calls are allowed again, if they say.
-
-    `X-Business-Use-Case-Usage` maps business ids to lists of usage entries,
-    each possibly with `estimated_time_to_regain_access` in minutes:
-    ``{"123": [{"type": "pages", "call_count": 100,
-    "estimated_time_to_regain_access": 7}]}`` gives ``now + 7 min``.
-    `X-App-Usage` carries only percentages: at 100 it means "wait", not how long.
-    """
-    minutes = []
-    for header in ("x-business-use-case-usage", "x-ad-account-usage"):
-        try:
-            usage = json.loads(response.headers.get(header, "{}"))
-        except ValueError:
-            continue
-        entries = usage.values() if isinstance(usage, dict) else []
-        for entry in (e for group in entries if isinstance(group, list) for e in group):
-            wait = (
-                entry.get("estimated_time_to_regain_access")
-                if isinstance(entry, dict)
-                else None
-            )
-            if isinstance(wait, int | float) and wait > 0:
-                minutes.append(wait)
-    return now + timedelta(minutes=max(minutes)) if minutes else None
+    error = graph.parse_graph_error(response)
+    return error.code if error else None
 
 
 def _error(response: httpx.Response, action: str) -> PublishError:
-    """Classify a Graph error answer."""
-    status = response.status_code
-    error = _graph_error(response)
-    code, subcode = error.get("code"), error.get("error_subcode")
-    label = f"code {code}" + (f"/{subcode}" if subcode else "")
-    text = error.get("error_user_msg") or error.get("message") or response.reason_phrase
-    message = f"Facebook refused to {action} ({status}, {label}): {text}"
-    if trace := error.get("fbtrace_id"):
-        message += f" [fbtrace_id {trace}]"
-
-    def fail(kind: ErrorKind, **extra: Any) -> PublishError:
-        return PublishError(
-            kind, message, http_status=status, platform_code=label, **extra
-        )
-
+    """Classify an error answer from the Graph API."""
+    error = graph.parse_graph_error(response)
+    if error is None:
+        return graph.non_graph_error(response, FACEBOOK, action)
     now = datetime.now(UTC)
-    if code in RATE_LIMIT_CODES or status == 429:
-        wait = regain_access_at(response, now) or retry_after(response, now)
-        return fail(ErrorKind.RATE_LIMITED, retry_at=wait or now + RATE_LIMIT_WAIT)
-    if code == POLICY_BLOCK_CODE:
-        return fail(ErrorKind.RATE_LIMITED, retry_at=now + POLICY_BLOCK_WAIT)
-    if code in TRANSIENT_CODES or error.get("is_transient") is True:
-        return fail(ErrorKind.TRANSIENT)
-    if code in TOKEN_CODES:
-        message += "; the page token is invalid or expired, re-authorise the page"
-        return fail(ErrorKind.AUTH)
-    if code in PERMISSION_CODES:
-        message += "; the token lacks a permission (pages_manage_posts, publish_video)"
-        return fail(ErrorKind.AUTH)
-    if BAD_LINK_CODE in (code, subcode):
-        return fail(ErrorKind.INVALID)
-    if error.get("type") == "OAuthException" and code is None and subcode is None:
-        return fail(ErrorKind.AUTH)
-    if status >= 500 or (not error and status == 408):
-        return fail(ErrorKind.TRANSIENT)
-    return fail(ErrorKind.INVALID)
+    return graph.classify(
+        error, response, now, FACEBOOK, action=action, verdict=_rules(error, now)
+    )

@@ -1,15 +1,17 @@
-"""Instagram's Graph API plumbing: error classification and a calling session.
+"""Graph API plumbing shared by Facebook Pages and Instagram.
 
 The Graph API answers errors as ``{"error": {message, type, code,
-error_subcode, is_transient, error_user_msg, fbtrace_id}}``. The codes that
-matter for Instagram content publishing are listed here; the Facebook Pages
-adapter keeps its own table, because the same code can mean different things
-on the two products.
+error_subcode, is_transient, error_user_msg, fbtrace_id}}`` and reports call
+budgets in usage headers. This module parses both and classifies the codes
+that mean the same on every Graph product; each product passes a `GraphProduct`
+with its own token and rate-limit codes, and decides its own codes first
+(Instagram's 2207xxx subcodes, Facebook's 368 block) as a `Verdict`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,30 +20,18 @@ import httpx
 
 from tasks.adapters.base import (
     Adapter,
-    Credentials,
     ErrorKind,
     PublishError,
+    RefreshOnce,
     retry_after,
 )
 
-# Meta's own processing failed or timed out fetching the media: try again.
-TRANSIENT_SUBCODES = frozenset({2207001, 2207003, 2207032})
-# The container expired or must be rebuilt (24: "media builder does not exist").
-RECREATE_SUBCODES = frozenset({2207008, 2207020, 2207053})
-# The content itself is refused: image too large, aspect ratio, caption.
-INVALID_SUBCODES = frozenset({2207004, 2207009, 2207010})
-# "Media ID is not available": publishing raced container processing.
-NOT_READY_SUBCODE = 2207027
-# The account reached its rolling 24 h publishing cap.
-DAILY_CAP_SUBCODE = 2207042
-# Application, user, page and API-specific call-rate limits.
-RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
-# The token is invalid or expired.
-TOKEN_CODE = 190
+# A temporary failure on Meta's side ("unknown error", "service").
+TRANSIENT_CODES = frozenset({1, 2})
 # Permission errors: the token lacks a scope, re-authorisation is needed.
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
-
-# When the Graph API limits calls without saying for how long.
+# When a limit says nothing about how long it lasts. Call-rate limits are
+# rolling one-hour windows.
 CALL_LIMIT_WAIT = timedelta(minutes=15)
 
 
@@ -55,6 +45,7 @@ class GraphError:
     is_transient: bool
     message: str
     trace_id: str | None
+    type: str | None = None
 
     @property
     def label(self) -> str:
@@ -62,6 +53,33 @@ class GraphError:
         if self.subcode is None:
             return f"code {self.code}"
         return f"code {self.code}/{self.subcode}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A product's own decision about one Graph error."""
+
+    kind: ErrorKind
+    advice: str
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GraphProduct:
+    """What differs between the Graph products this module serves."""
+
+    name: str
+    # The setting that points the adapter at the API, named in CONFIG errors.
+    base_url_setting: str
+    token_codes: frozenset[int]
+    rate_limit_codes: frozenset[int]
+    token_advice: str
+    permission_advice: str
+    invalid_advice: str
+
+
+# The product's own rules, asked right after the token check.
+Rules = Callable[[GraphError, datetime], Verdict | None]
 
 
 def parse_graph_error(response: httpx.Response) -> GraphError | None:
@@ -82,60 +100,79 @@ def parse_graph_error(response: httpx.Response) -> GraphError | None:
 
     # error_user_msg is written for the account owner; prefer it when present.
     message = error.get("error_user_msg") or error.get("message") or "no message"
+    kind = error.get("type")
     return GraphError(
         status=response.status_code,
         code=as_int(error.get("code")),
         subcode=as_int(error.get("error_subcode")),
-        is_transient=bool(error.get("is_transient")),
+        is_transient=error.get("is_transient") is True,
         message=str(message)[:500],
         trace_id=error.get("fbtrace_id"),
+        type=str(kind) if kind else None,
     )
+
+
+def regain_access_at(response: httpx.Response, now: datetime) -> datetime | None:
+    """When the usage headers say calls are allowed again, if they say.
+
+    `X-Business-Use-Case-Usage` (and `X-Ad-Account-Usage`) map business ids to
+    lists of usage entries, each possibly with `estimated_time_to_regain_access`
+    in minutes: ``{"123": [{"type": "pages", "call_count": 100,
+    "estimated_time_to_regain_access": 7}]}`` gives ``now + 7 min``.
+    `X-App-Usage` carries only percentages: at 100 it means "wait", not how long.
+    """
+    minutes = []
+    for header in ("x-business-use-case-usage", "x-ad-account-usage"):
+        try:
+            usage = json.loads(response.headers.get(header, "{}"))
+        except ValueError:
+            continue
+        groups = usage.values() if isinstance(usage, dict) else []
+        for entry in (e for group in groups if isinstance(group, list) for e in group):
+            wait = (
+                entry.get("estimated_time_to_regain_access")
+                if isinstance(entry, dict)
+                else None
+            )
+            if isinstance(wait, int | float) and wait > 0:
+                minutes.append(wait)
+    return now + timedelta(minutes=max(minutes)) if minutes else None
 
 
 def call_limit_reset(response: httpx.Response, now: datetime) -> datetime:
     """When a Graph call-rate limit lifts.
 
-    `Retry-After` wins; otherwise the largest `estimated_time_to_regain_access`
-    (minutes) in `X-Business-Use-Case-Usage`; otherwise `CALL_LIMIT_WAIT`.
-    For example ``{"1234": [{"type": "instagram", "estimated_time_to_regain_access":
-    7}]}`` gives ``now + 7 min``.
+    The later of `Retry-After` and the usage headers' estimate, since a post
+    must never be retried earlier than the platform asked; with neither,
+    `CALL_LIMIT_WAIT`.
     """
-    if (when := retry_after(response, now)) is not None:
-        return when
-
-    minutes = 0
-    try:
-        usage = json.loads(response.headers.get("x-business-use-case-usage", "{}"))
-        for entries in usage.values():
-            for entry in entries:
-                minutes = max(
-                    minutes, int(entry.get("estimated_time_to_regain_access"))
-                )
-    except (ValueError, TypeError, AttributeError):
-        minutes = 0
-    if minutes > 0:
-        return now + timedelta(minutes=minutes)
-    return now + CALL_LIMIT_WAIT
+    known = [
+        when
+        for when in (retry_after(response, now), regain_access_at(response, now))
+        if when is not None
+    ]
+    return max(known) if known else now + CALL_LIMIT_WAIT
 
 
 def classify(
     error: GraphError,
     response: httpx.Response,
     now: datetime,
+    product: GraphProduct,
     *,
-    daily_cap_wait: timedelta,
+    action: str,
+    verdict: Verdict | None = None,
 ) -> PublishError:
-    """The `PublishError` for a Graph error that the caller does not handle itself.
+    """The `PublishError` for a Graph error.
 
-    Token errors (190) come back as AUTH; a caller that can refresh does so
-    before asking here. `RECREATE_SUBCODES` come back as TRANSIENT, since a new
-    container on the next attempt fixes them.
+    `verdict` is the product's own decision, if its rules had one; it wins over
+    everything but an invalid token (a caller that can refresh does so before
+    asking here).
     """
-    where = f"Instagram refused the request ({error.label}, HTTP {error.status}"
+    where = f"{product.name} refused to {action} ({error.label}, HTTP {error.status}"
     if error.trace_id:
         where += f", fbtrace_id {error.trace_id}"
     where += f"): {error.message}"
-    code = error.label
 
     def fail(kind: ErrorKind, advice: str, retry_at: datetime | None = None) -> Any:
         return PublishError(
@@ -143,41 +180,50 @@ def classify(
             f"{where}; {advice}",
             http_status=error.status,
             retry_at=retry_at,
-            platform_code=code,
+            platform_code=error.label,
         )
 
-    if error.code == TOKEN_CODE:
-        return fail(ErrorKind.AUTH, "the access token is invalid or expired: reconnect")
-    if error.subcode == DAILY_CAP_SUBCODE:
-        return fail(
-            ErrorKind.RATE_LIMITED,
-            "the account reached its 24 h publishing cap: deferred",
-            now + daily_cap_wait,
-        )
-    if error.code in RATE_LIMIT_CODES or error.status == 429:
+    if error.code in product.token_codes:
+        return fail(ErrorKind.AUTH, product.token_advice)
+    if verdict is not None:
+        return fail(verdict.kind, verdict.advice, verdict.retry_at)
+    if error.code in product.rate_limit_codes or error.status == 429:
         return fail(
             ErrorKind.RATE_LIMITED,
             "call rate limited: deferred",
             call_limit_reset(response, now),
         )
-    if (
-        error.is_transient
-        or error.subcode in TRANSIENT_SUBCODES
-        or error.subcode == NOT_READY_SUBCODE
-        or error.code in (1, 2)
-        or error.status >= 500
-    ):
-        return fail(ErrorKind.TRANSIENT, "a temporary Instagram failure: retrying")
-    if error.subcode in RECREATE_SUBCODES:
-        return fail(ErrorKind.TRANSIENT, "the container expired: a new one is needed")
+    if error.is_transient or error.code in TRANSIENT_CODES or error.status >= 500:
+        return fail(ErrorKind.TRANSIENT, f"a temporary {product.name} failure")
     if error.code in PERMISSION_CODES:
-        return fail(
-            ErrorKind.AUTH,
-            "the token lacks a permission (instagram_content_publish?): reconnect",
+        return fail(ErrorKind.AUTH, product.permission_advice)
+    if error.type == "OAuthException" and error.code is None and error.subcode is None:
+        return fail(ErrorKind.AUTH, product.token_advice)
+    return fail(ErrorKind.INVALID, product.invalid_advice)
+
+
+def non_graph_error(
+    response: httpx.Response, product: GraphProduct, action: str
+) -> PublishError:
+    """An error answer without a Graph error body (a proxy, a wrong base URL).
+
+    Graph itself always answers errors with a body, so nothing was created.
+    """
+    status = response.status_code
+    text = f"{product.name} answered HTTP {status} to {action} with no Graph error"
+    if status == 429:
+        return PublishError(
+            ErrorKind.RATE_LIMITED,
+            text,
+            http_status=status,
+            retry_at=call_limit_reset(response, datetime.now(UTC)),
         )
-    if error.subcode in INVALID_SUBCODES:
-        return fail(ErrorKind.INVALID, "fix the media or caption")
-    return fail(ErrorKind.INVALID, "Instagram will not accept this post as it is")
+    kind = ErrorKind.CONFIG if status == 404 else ErrorKind.TRANSIENT
+    return PublishError(
+        kind,
+        f"{text}; check {product.base_url_setting} if this persists",
+        http_status=status,
+    )
 
 
 class GraphFailure(PublishError):
@@ -195,7 +241,7 @@ class GraphFailure(PublishError):
 
 
 class GraphSession:
-    """Instagram Graph calls for one attempt, refreshing the token at most once.
+    """Graph calls for one attempt, refreshing the token at most once.
 
     `root` is the versioned API root (``https://graph.facebook.com/v23.0``).
     The token goes in a Bearer header, never in the URL, so it stays out of
@@ -206,15 +252,15 @@ class GraphSession:
         self,
         adapter: Adapter,
         root: str,
-        credentials: Credentials,
-        *,
-        daily_cap_wait: timedelta,
+        attempt: RefreshOnce,
+        product: GraphProduct,
+        rules: Rules,
     ) -> None:
         self.adapter = adapter
         self.root = root
-        self.credentials = credentials
-        self.daily_cap_wait = daily_cap_wait
-        self.refreshed = False
+        self.attempt = attempt
+        self.product = product
+        self.rules = rules
 
     async def call(
         self,
@@ -231,66 +277,47 @@ class GraphSession:
         the code and subcode; plain `PublishError` for anything else.
         """
         url = f"{self.root}/{node}"
+        action = f"{method} /{node}"
         while True:
-            headers = {"Authorization": f"Bearer {self.credentials.access_token}"}
+            headers = {"Authorization": self.attempt.authorization}
             response = await self.adapter.request(
                 method, url, creates=creates, params=params, data=data, headers=headers
             )
             if response.is_success:
-                return _json_object(response, method, node, creates=creates)
+                return self._json_object(response, action, creates=creates)
 
             error = parse_graph_error(response)
             if error is None:
-                raise _unexpected(response, method, node)
-            if (
-                error.code == TOKEN_CODE
-                and not self.refreshed
-                and self.credentials.refresh is not None
-            ):
-                # Code 190 rejects the request before anything is created, so
-                # sending it again with a fresh token cannot duplicate.
-                self.refreshed = True
-                self.credentials = await self.credentials.refresh()
+                raise non_graph_error(response, self.product, action)
+            # A token error rejects the request before anything is created,
+            # so sending it again with a fresh token cannot duplicate.
+            if error.code in self.product.token_codes and await self.attempt.refresh():
                 continue
+            now = datetime.now(UTC)
             classified = classify(
-                error, response, datetime.now(UTC), daily_cap_wait=self.daily_cap_wait
+                error,
+                response,
+                now,
+                self.product,
+                action=action,
+                verdict=self.rules(error, now),
             )
             raise GraphFailure(error, classified)
 
-
-def _json_object(
-    response: httpx.Response, method: str, node: str, *, creates: bool
-) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        return body
-    kind = ErrorKind.UNKNOWN_OUTCOME if creates else ErrorKind.TRANSIENT
-    raise PublishError(
-        kind,
-        f"Instagram answered {method} /{node} with HTTP {response.status_code} "
-        "but no JSON object"
-        + ("; it may have published: reconcile before retrying" if creates else ""),
-        http_status=response.status_code,
-    )
-
-
-def _unexpected(response: httpx.Response, method: str, node: str) -> PublishError:
-    """A non-Graph error answer (a proxy, a wrong base URL): nothing was created."""
-    now = datetime.now(UTC)
-    if response.status_code == 429:
-        return PublishError(
-            ErrorKind.RATE_LIMITED,
-            f"Instagram answered {method} /{node} with HTTP 429",
-            http_status=429,
-            retry_at=call_limit_reset(response, now),
+    def _json_object(
+        self, response: httpx.Response, action: str, *, creates: bool
+    ) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            return body
+        kind = ErrorKind.UNKNOWN_OUTCOME if creates else ErrorKind.TRANSIENT
+        raise PublishError(
+            kind,
+            f"{self.product.name} answered {action} with HTTP "
+            f"{response.status_code} but no JSON object"
+            + ("; it may have published: reconcile before retrying" if creates else ""),
+            http_status=response.status_code,
         )
-    kind = ErrorKind.CONFIG if response.status_code == 404 else ErrorKind.TRANSIENT
-    return PublishError(
-        kind,
-        f"Instagram answered {method} /{node} with HTTP {response.status_code} "
-        "and no Graph error body; check INSTAGRAM_API_BASE_URL if this persists",
-        http_status=response.status_code,
-    )

@@ -1,8 +1,7 @@
 """Instagram: the Graph API content-publishing flow (Instagram via Facebook Login).
 
-A post becomes a media container (`POST /{ig-user-id}/media`; a carousel is
-one container per item plus a parent), Meta fetches and processes the media
-while we poll the container's `status_code`, and `POST
+A post becomes a media container (see `instagram_containers`), Meta fetches
+and processes the media while we poll the container's `status_code`, and `POST
 /{ig-user-id}/media_publish?creation_id=…` makes it visible. The parent
 container id is saved through the `HandleStore` as soon as it exists, so that
 after an unknown outcome `reconcile` can read it: a container reports
@@ -16,10 +15,8 @@ so it never appears in a URL or a log line.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -33,8 +30,20 @@ from tasks.adapters.base import (
     Post,
     Published,
     PublishError,
+    RefreshOnce,
 )
-from tasks.adapters.media import content_type_from_url, media_kind
+from tasks.adapters.instagram_containers import (
+    AlreadyPublished,
+    ContainerGone,
+    create_container,
+    read_status,
+    wait_finished,
+)
+from tasks.adapters.instagram_errors import (
+    INSTAGRAM,
+    RECREATE_SUBCODES,
+    instagram_rules,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +55,6 @@ MAX_HASHTAGS = 30
 CAROUSEL_MIN, CAROUSEL_MAX = 2, 10
 # A Graph hashtag: "#" then word characters, as Instagram links them.
 HASHTAG = re.compile(r"(?<![\w&])#\w+")
-# The subcode Meta appends to an ERROR container's `status` text.
-STATUS_SUBCODE = re.compile(r"\b(2207\d{3})\b")
-
-
-class _ContainerGone(Exception):
-    """The container expired or must be rebuilt; a new one fixes it."""
 
 
 class InstagramAdapter(Adapter):
@@ -79,11 +82,12 @@ class InstagramAdapter(Adapter):
         # The cap is a rolling 24 h window and the API does not say when the
         # oldest post leaves it, so a capped post is looked at again hourly.
         self.daily_cap_wait = daily_cap_wait
+        self.rules = instagram_rules(daily_cap_wait)
 
     def _session(self, credentials: Credentials) -> graph.GraphSession:
         root = self.url(f"/{self.api_version}")
         return graph.GraphSession(
-            self, root, credentials, daily_cap_wait=self.daily_cap_wait
+            self, root, RefreshOnce(credentials), INSTAGRAM, self.rules
         )
 
     def validate(self, post: Post) -> None:
@@ -120,7 +124,7 @@ class InstagramAdapter(Adapter):
 
         container_id: str | None = post.handles.get(CONTAINER_HANDLE)
         if container_id:
-            status = await self._read_status(session, container_id)
+            status = await read_status(session, container_id)
             if status == "PUBLISHED":
                 return await self._find_published(
                     session, account, post, str(container_id)
@@ -142,11 +146,22 @@ class InstagramAdapter(Adapter):
         for attempt in (1, 2):
             try:
                 if container_id is None:
-                    container_id = await self._create_container(session, account, post)
+                    container_id = await create_container(
+                        session,
+                        account,
+                        post,
+                        poll_interval=self.poll_interval,
+                        poll_timeout=self.poll_timeout,
+                    )
                     await handles.save(CONTAINER_HANDLE, container_id)
-                await self._wait_finished(session, container_id)
+                await wait_finished(
+                    session,
+                    container_id,
+                    poll_interval=self.poll_interval,
+                    poll_timeout=self.poll_timeout,
+                )
                 media_id = await self._media_publish(session, account, container_id)
-            except _ContainerGone:
+            except ContainerGone:
                 if attempt == 2:
                     raise PublishError(
                         ErrorKind.TRANSIENT,
@@ -155,7 +170,7 @@ class InstagramAdapter(Adapter):
                     ) from None
                 container_id = None
                 continue
-            except _AlreadyPublished:
+            except AlreadyPublished:
                 return await self._find_published(
                     session, account, post, str(container_id)
                 )
@@ -180,101 +195,12 @@ class InstagramAdapter(Adapter):
         if not container_id:
             return None
         session = self._session(credentials)
-        status = await self._read_status(session, container_id)
+        status = await read_status(session, container_id)
         if status != "PUBLISHED":
             return None
         return await self._find_published(
             session, _account(credentials), post, container_id
         )
-
-    async def _create_container(
-        self, session: graph.GraphSession, account: str, post: Post
-    ) -> str:
-        """Create the post's container (children first for a carousel)."""
-        if len(post.media_urls) == 1:
-            fields = _item_fields(post.media_urls[0], carousel_item=False)
-            if "image_url" in fields and post.options.get("alt_text"):
-                fields["alt_text"] = str(post.options["alt_text"])
-            return await self._new_container(session, account, fields, post.text)
-
-        children = []
-        for url in post.media_urls:
-            fields = _item_fields(url, carousel_item=True)
-            children.append(await self._new_container(session, account, fields, None))
-        for child in children:
-            await self._wait_finished(session, child)
-        fields = {"media_type": "CAROUSEL", "children": ",".join(children)}
-        return await self._new_container(session, account, fields, post.text)
-
-    async def _new_container(
-        self,
-        session: graph.GraphSession,
-        account: str,
-        fields: dict[str, str],
-        caption: str | None,
-    ) -> str:
-        if caption:
-            fields = {**fields, "caption": caption}
-        # Not `creates`: a container is invisible until media_publish and
-        # expires unused after 24 h, so a lost answer costs nothing but quota.
-        body = await session.call("POST", f"{account}/media", data=fields)
-        container_id = body.get("id")
-        if not container_id:
-            raise PublishError(
-                ErrorKind.TRANSIENT,
-                "Instagram accepted a container but returned no id; "
-                "nothing was published, retrying",
-            )
-        logger.debug("instagram container created id=%s", container_id)
-        return str(container_id)
-
-    async def _read_status(self, session: graph.GraphSession, container_id: str) -> str:
-        """The container's `status_code`; `GONE` if Graph no longer knows it."""
-        try:
-            body = await session.call(
-                "GET", container_id, params={"fields": "status_code,status"}
-            )
-        except graph.GraphFailure as exc:
-            # Code 100 ("object does not exist") or 24: the container is gone,
-            # and a published container stays readable, so it never went out.
-            if exc.graph.code in (100, 24) or exc.graph.subcode == 2207008:
-                return "GONE"
-            raise
-        return str(body.get("status_code") or "UNKNOWN")
-
-    async def _wait_finished(
-        self, session: graph.GraphSession, container_id: str
-    ) -> None:
-        """Poll until the container is FINISHED; raise on ERROR, EXPIRED or timeout."""
-        deadline = time.monotonic() + self.poll_timeout
-        while True:
-            body = await session.call(
-                "GET", container_id, params={"fields": "status_code,status"}
-            )
-            status_code = str(body.get("status_code") or "")
-            logger.debug("instagram container=%s status=%s", container_id, status_code)
-            if status_code == "FINISHED":
-                return
-            if status_code == "PUBLISHED":
-                raise _AlreadyPublished
-            if status_code == "EXPIRED":
-                raise _ContainerGone
-            if status_code == "ERROR":
-                _raise_container_error(container_id, str(body.get("status") or ""))
-            if status_code not in ("IN_PROGRESS", ""):
-                raise PublishError(
-                    ErrorKind.TRANSIENT,
-                    f"Instagram container {container_id} reports an unknown "
-                    f"status_code {status_code!r}; retrying",
-                )
-            if time.monotonic() >= deadline:
-                raise PublishError(
-                    ErrorKind.TRANSIENT,
-                    f"Instagram is still processing container {container_id} "
-                    f"after {self.poll_timeout:.0f} s; the next attempt keeps "
-                    "polling the same container",
-                )
-            await asyncio.sleep(self.poll_interval)
 
     async def _media_publish(
         self, session: graph.GraphSession, account: str, container_id: str
@@ -287,16 +213,13 @@ class InstagramAdapter(Adapter):
                 creates=True,
             )
         except graph.GraphFailure as exc:
-            if exc.graph.subcode in graph.RECREATE_SUBCODES:
-                raise _ContainerGone from exc
+            if exc.graph.subcode in RECREATE_SUBCODES:
+                raise ContainerGone from exc
             # A refusal may mean an earlier request already published this
             # container: the container itself knows.
             refused = exc.kind in (ErrorKind.INVALID, ErrorKind.TRANSIENT)
-            if (
-                refused
-                and await self._read_status(session, container_id) == "PUBLISHED"
-            ):
-                raise _AlreadyPublished from exc
+            if refused and await read_status(session, container_id) == "PUBLISHED":
+                raise AlreadyPublished from exc
             raise
 
         media_id = body.get("id")
@@ -392,10 +315,6 @@ class InstagramAdapter(Adapter):
         return Published(container_id, None)
 
 
-class _AlreadyPublished(Exception):
-    """The container is already live; look the media up instead of publishing."""
-
-
 def _account(credentials: Credentials) -> str:
     if not credentials.account_id:
         raise PublishError(
@@ -404,36 +323,3 @@ def _account(credentials: Credentials) -> str:
             "the professional account",
         )
     return credentials.account_id
-
-
-def _item_fields(url: str, *, carousel_item: bool) -> dict[str, str]:
-    """Container fields for one media URL, by the kind its extension suggests."""
-    content_type = content_type_from_url(url) or ""
-    is_video = media_kind(content_type) == "video"
-    if carousel_item:
-        fields = {"is_carousel_item": "true"}
-        if is_video:
-            fields.update(media_type="VIDEO", video_url=url)
-        else:
-            fields["image_url"] = url
-        return fields
-    # Feed videos are published as reels since July 2023.
-    return {"media_type": "REELS", "video_url": url} if is_video else {"image_url": url}
-
-
-def _raise_container_error(container_id: str, status: str) -> None:
-    match = STATUS_SUBCODE.search(status)
-    subcode = int(match.group(1)) if match else None
-    if subcode in graph.RECREATE_SUBCODES:
-        raise _ContainerGone
-    kind = (
-        ErrorKind.TRANSIENT
-        if subcode in graph.TRANSIENT_SUBCODES
-        else ErrorKind.INVALID
-    )
-    raise PublishError(
-        kind,
-        f"Instagram could not process container {container_id}: "
-        f"{status[:300] or 'no reason given'}",
-        platform_code=str(subcode) if subcode else "container_error",
-    )

@@ -4,14 +4,13 @@ Every call carries `LinkedIn-Version` (LinkedIn retires each monthly version
 after about a year, answering 426) and `X-Restli-Protocol-Version: 2.0.0`.
 Post text goes out in LinkedIn's "little" text format, where reserved
 characters must be escaped or LinkedIn silently cuts the post at the first one.
-Uploaded image and video URNs are saved as handles (`linkedin_images`,
-`linkedin_video`) for reuse by a later attempt, and the time the create request
-was first sent (`linkedin_sent_at`) for reconciliation.
+Images and videos are uploaded first (see `linkedin_media`); the time the
+create request was first sent is saved (`linkedin_sent_at`) for
+reconciliation. Errors are classified in `linkedin_errors`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -28,19 +27,20 @@ from tasks.adapters.base import (
     Post,
     Published,
     PublishError,
+    RefreshOnce,
     TokenGrant,
-    retry_after,
+    json_object,
+    parse_time,
 )
-from tasks.adapters.media import Media, content_type_from_url, fetch_media, media_kind
+from tasks.adapters.linkedin_errors import classify, error_code, message
+from tasks.adapters.linkedin_media import check_media_mix, upload_media
+from tasks.adapters.media import content_type_from_url, media_kind
 
 logger = logging.getLogger(__name__)
 
 # Monthly versions stay active for about a year; operators can pin another.
 DEFAULT_VERSION = "202610"
 MAX_TEXT = 3000
-MAX_IMAGES = 20
-IMAGE_MAX_BYTES = 5 * 1024 * 1024
-VIDEO_MAX_BYTES = 500 * 1024 * 1024
 CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGES = 5
 _RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
@@ -54,21 +54,6 @@ def escape_little(text: str) -> str:
     'Q&A \\(live\\) \\#1'
     """
     return _RESERVED.sub(r"\\\1", text)
-
-
-class _Attempt:
-    """The credentials of one publish attempt, refreshed at most once."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
-        self.refreshed = False
-
-    async def refresh(self) -> bool:
-        if self.refreshed or self.credentials.refresh is None:
-            return False
-        self.refreshed = True
-        self.credentials = await self.credentials.refresh()
-        return True
 
 
 class LinkedInAdapter(Adapter):
@@ -103,14 +88,14 @@ class LinkedInAdapter(Adapter):
                 f"the limit is {MAX_TEXT}",
             )
         kinds = [media_kind(content_type_from_url(u) or "") for u in post.media_urls]
-        _check_media_mix(kinds)
+        check_media_mix(kinds)
 
     async def publish(
         self, post: Post, credentials: Credentials, handles: HandleStore
     ) -> Published:
         self.validate(post)
         author = _author(credentials)
-        attempt = _Attempt(credentials)
+        attempt = RefreshOnce(credentials)
         commentary = escape_little(post.text)
 
         body: dict[str, Any] = {
@@ -125,7 +110,7 @@ class LinkedInAdapter(Adapter):
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         }
-        if content := await self._upload_media(post, author, attempt, handles):
+        if content := await upload_media(self, post, author, attempt, handles):
             body["content"] = content
 
         # Saved before sending, so reconcile knows this post may exist.
@@ -133,13 +118,13 @@ class LinkedInAdapter(Adapter):
         if not sent_before:
             await handles.save("linkedin_sent_at", datetime.now(UTC).isoformat())
 
-        response = await self._call(attempt, "POST", "/rest/posts", json=body)
-        if response.status_code == 422 and _code(response) == "DUPLICATE_POST":
+        response = await self.call(attempt, "POST", "/rest/posts", json=body)
+        if response.status_code == 422 and error_code(response) == "DUPLICATE_POST":
             return await self._after_duplicate(
                 response, post, author, attempt, sent_before
             )
         if response.is_error:
-            raise _error(response, "create the post", self.version)
+            raise classify(response, "create the post", self.version)
 
         urn = response.headers.get("x-restli-id", "")
         if not _POST_URN.fullmatch(urn):
@@ -157,7 +142,7 @@ class LinkedInAdapter(Adapter):
         response: httpx.Response,
         post: Post,
         author: str,
-        attempt: _Attempt,
+        attempt: RefreshOnce,
         sent_before: bool,
     ) -> Published:
         """Decide what a 422 DUPLICATE_POST means.
@@ -170,7 +155,7 @@ class LinkedInAdapter(Adapter):
         author and our exact commentary. With no earlier attempt the text is
         simply taken: INVALID. With one that cannot be confirmed: unknown.
         """
-        match = _POST_URN.search(_message(response))
+        match = _POST_URN.search(message(response))
         if not sent_before:
             existing = f" as {match.group(0)}" if match else ""
             raise PublishError(
@@ -183,8 +168,8 @@ class LinkedInAdapter(Adapter):
 
         if match:
             urn = match.group(0)
-            found = await self._call(attempt, "GET", f"/rest/posts/{quote(urn, '')}")
-            existing = _json(found)
+            found = await self.call(attempt, "GET", f"/rest/posts/{quote(urn, '')}")
+            existing = json_object(found)
             if (
                 found.status_code == 200
                 and existing.get("author") == author
@@ -210,12 +195,12 @@ class LinkedInAdapter(Adapter):
         `r_organization_social` (pages) permission; without it LinkedIn
         answers 403 and the outcome stays unknown.
         """
-        sent_at = _parse_time(post.handles.get("linkedin_sent_at"))
+        sent_at = parse_time(post.handles.get("linkedin_sent_at"))
         if sent_at is None:
             return None  # the create request was never sent
 
         author = _author(credentials)
-        attempt = _Attempt(credentials)
+        attempt = RefreshOnce(credentials)
         since_ms = (sent_at - CLOCK_SKEW).timestamp() * 1000
         commentary = escape_little(post.text)
         count = 50
@@ -225,15 +210,15 @@ class LinkedInAdapter(Adapter):
                 f"/rest/posts?q=author&author={quote(author, '')}"
                 f"&count={count}&start={page * count}&sortBy=CREATED"
             )
-            response = await self._call(attempt, "GET", path)
+            response = await self.call(attempt, "GET", path)
             if response.is_error:
-                error = _error(response, "look up the author's posts", self.version)
+                error = classify(response, "look up the author's posts", self.version)
                 raise PublishError(
                     ErrorKind.UNKNOWN_OUTCOME,
                     f"{error.message}; check the account before retrying",
                     http_status=error.http_status,
                 )
-            elements = _json(response).get("elements") or []
+            elements = json_object(response).get("elements") or []
             for element in elements:
                 if (
                     isinstance(element, dict)
@@ -265,9 +250,9 @@ class LinkedInAdapter(Adapter):
         response = await self.request(
             "POST", f"{self.oauth_base_url}/oauth/v2/accessToken", data=form
         )
-        body = _json(response)
+        body = json_object(response)
         if response.status_code == 429 or response.status_code >= 500:
-            raise _error(response, "refresh the access token", self.version)
+            raise classify(response, "refresh the access token", self.version)
         if response.is_error or not isinstance(body.get("access_token"), str):
             reason = body.get("error_description") or body.get("error") or "no token"
             raise PublishError(
@@ -283,9 +268,9 @@ class LinkedInAdapter(Adapter):
             refresh_expires_in=body.get("refresh_token_expires_in"),
         )
 
-    async def _call(
+    async def call(
         self,
-        attempt: _Attempt,
+        attempt: RefreshOnce,
         method: str,
         path_or_url: str,
         *,
@@ -304,156 +289,13 @@ class LinkedInAdapter(Adapter):
                 **(headers or {}),
             }
             if authorise:
-                sent["Authorization"] = f"Bearer {attempt.credentials.access_token}"
+                sent["Authorization"] = attempt.authorization
             response = await self.request(
                 method, url, creates=creates, headers=sent, **kwargs
             )
             if response.status_code != 401 or not await attempt.refresh():
                 return response
             logger.info("event=linkedin.token_refreshed path=%s", httpx.URL(url).path)
-
-    async def _upload_media(
-        self, post: Post, author: str, attempt: _Attempt, handles: HandleStore
-    ) -> dict[str, Any] | None:
-        """Upload the post's media; returns the post's `content` field."""
-        if not post.media_urls:
-            return None
-
-        kinds = [media_kind(content_type_from_url(u) or "") for u in post.media_urls]
-        if kinds == ["video"]:
-            urn = await self._video(post, author, attempt, handles)
-            return {"media": {"id": urn, "title": post.options.get("title", "")}}
-
-        saved: dict[str, str] = dict(post.handles.get("linkedin_images") or {})
-        for url in post.media_urls:
-            if url not in saved:
-                async with fetch_media(self.client, url, IMAGE_MAX_BYTES) as media:
-                    saved[url] = await self._image(media, author, attempt)
-                await handles.save("linkedin_images", saved)
-        urns = [saved[url] for url in post.media_urls]
-        if len(urns) == 1:
-            return {"media": {"id": urns[0]}}
-        return {"multiImage": {"images": [{"id": urn} for urn in urns]}}
-
-    async def _image(self, media: Media, author: str, attempt: _Attempt) -> str:
-        if media.kind not in ("image", "gif"):
-            raise PublishError(
-                ErrorKind.INVALID,
-                f"LinkedIn cannot post {media.url} as an image: it is "
-                f"{media.content_type}",
-            )
-        response = await self._call(
-            attempt,
-            "POST",
-            "/rest/images?action=initializeUpload",
-            json={"initializeUploadRequest": {"owner": author}},
-        )
-        value = _value(response, "start an image upload", self.version)
-        upload_url, urn = value.get("uploadUrl"), value.get("image")
-        if not isinstance(upload_url, str) or not isinstance(urn, str):
-            raise _shape_error(response, "start an image upload")
-
-        response = await self._call(
-            attempt, "PUT", upload_url, content=media.file.read()
-        )
-        if response.is_error:
-            raise _error(response, f"upload the image {media.url}", self.version)
-        return urn
-
-    async def _video(
-        self, post: Post, author: str, attempt: _Attempt, handles: HandleStore
-    ) -> str:
-        """Upload (or resume) the post's video; returns its URN once AVAILABLE."""
-        url = post.media_urls[0]
-        saved = post.handles.get("linkedin_video") or {}
-        if saved.get("url") == url and saved.get("state") == "finalized":
-            urn = str(saved["urn"])
-        else:
-            async with fetch_media(self.client, url, VIDEO_MAX_BYTES) as media:
-                urn = await self._upload_video(media, author, attempt)
-            await handles.save(
-                "linkedin_video", {"url": url, "urn": urn, "state": "finalized"}
-            )
-        await self._wait_available(urn, attempt)
-        return urn
-
-    async def _upload_video(self, media: Media, author: str, attempt: _Attempt) -> str:
-        response = await self._call(
-            attempt,
-            "POST",
-            "/rest/videos?action=initializeUpload",
-            json={
-                "initializeUploadRequest": {
-                    "owner": author,
-                    "fileSizeBytes": media.size,
-                    "uploadCaptions": False,
-                    "uploadThumbnail": False,
-                }
-            },
-        )
-        value = _value(response, "start a video upload", self.version)
-        urn = value.get("video")
-        instructions = value.get("uploadInstructions")
-        if not isinstance(urn, str) or not isinstance(instructions, list):
-            raise _shape_error(response, "start a video upload")
-
-        etags = []
-        for part in instructions:
-            chunk = media.read_range(int(part["firstByte"]), int(part["lastByte"]))
-            # Upload URLs are pre-signed: no token goes with them.
-            response = await self._call(
-                attempt,
-                "PUT",
-                part["uploadUrl"],
-                authorise=False,
-                content=chunk,
-                headers={"Content-Type": "application/octet-stream"},
-            )
-            if response.is_error or "etag" not in response.headers:
-                raise _error(response, f"upload part of {media.url}", self.version)
-            etags.append(response.headers["etag"])
-
-        response = await self._call(
-            attempt,
-            "POST",
-            "/rest/videos?action=finalizeUpload",
-            json={
-                "finalizeUploadRequest": {
-                    "video": urn,
-                    "uploadToken": value.get("uploadToken", ""),
-                    "uploadedPartIds": etags,
-                }
-            },
-        )
-        if response.is_error:
-            raise _error(response, "finalize the video upload", self.version)
-        return urn
-
-    async def _wait_available(self, urn: str, attempt: _Attempt) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_processing_secs
-        while True:
-            response = await self._call(
-                attempt, "GET", f"/rest/videos/{quote(urn, '')}"
-            )
-            if response.is_error:
-                raise _error(response, "check the video's processing", self.version)
-            status = _json(response).get("status")
-            logger.debug("event=linkedin.video_status video=%s status=%s", urn, status)
-            if status == "AVAILABLE":
-                return
-            if status == "PROCESSING_FAILED":
-                reason = _json(response).get("processingFailureReason", "no reason")
-                raise PublishError(
-                    ErrorKind.INVALID, f"LinkedIn could not process {urn}: {reason}"
-                )
-            if loop.time() + self.poll_interval > deadline:
-                raise PublishError(
-                    ErrorKind.TRANSIENT,
-                    f"LinkedIn was still processing {urn} after "
-                    f"{self.max_processing_secs:.0f} s",
-                )
-            await asyncio.sleep(self.poll_interval)
 
 
 def permalink(urn: str) -> str:
@@ -469,108 +311,3 @@ def _author(credentials: Credentials) -> str:
             f"(urn:li:person:… or urn:li:organization:…), got {author!r}",
         )
     return author
-
-
-def _check_media_mix(kinds: list[str]) -> None:
-    if "video" in kinds and len(kinds) > 1:
-        raise PublishError(
-            ErrorKind.INVALID, "LinkedIn posts take one video alone, or images"
-        )
-    if len(kinds) > MAX_IMAGES:
-        raise PublishError(
-            ErrorKind.INVALID,
-            f"LinkedIn allows at most {MAX_IMAGES} images, got {len(kinds)}",
-        )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _message(response: httpx.Response) -> str:
-    return str(_json(response).get("message") or response.reason_phrase)
-
-
-def _code(response: httpx.Response) -> str | None:
-    """LinkedIn's error code, top level or in `errorDetails.inputErrors`."""
-    body = _json(response)
-    if isinstance(body.get("code"), str):
-        return body["code"]
-    for item in (body.get("errorDetails") or {}).get("inputErrors") or []:
-        if isinstance(item, dict) and isinstance(item.get("code"), str):
-            return item["code"]
-    return None
-
-
-def _value(response: httpx.Response, action: str, version: str) -> dict[str, Any]:
-    if response.is_error:
-        raise _error(response, action, version)
-    value = _json(response).get("value")
-    if not isinstance(value, dict):
-        raise _shape_error(response, action)
-    return value
-
-
-def _shape_error(response: httpx.Response, action: str) -> PublishError:
-    return PublishError(
-        ErrorKind.TRANSIENT,
-        f"LinkedIn answered {response.status_code} to {action} in an "
-        "undocumented shape",
-        http_status=response.status_code,
-    )
-
-
-def _next_midnight_utc(now: datetime) -> datetime:
-    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _error(response: httpx.Response, action: str, version: str) -> PublishError:
-    """Classify an error answer from LinkedIn."""
-    status = response.status_code
-    code = _code(response)
-    message = f"LinkedIn refused to {action} ({status} {code or ''}): "
-    message += _message(response)
-
-    if status == 426 or code == "NONEXISTENT_VERSION":
-        return PublishError(
-            ErrorKind.CONFIG,
-            f"LinkedIn no longer serves API version {version} ({status}); "
-            "configure a current LinkedIn-Version",
-            http_status=status,
-            platform_code=code,
-        )
-    if status == 429:
-        # Daily quotas reset at midnight UTC, and LinkedIn sends no reset header.
-        now = datetime.now(UTC)
-        when = retry_after(response, now) or _next_midnight_utc(now)
-        return PublishError(
-            ErrorKind.RATE_LIMITED,
-            message,
-            http_status=status,
-            retry_at=when,
-            platform_code=code,
-        )
-    if status >= 500:
-        return PublishError(ErrorKind.TRANSIENT, message, http_status=status)
-    if status in (401, 403):
-        hint = "re-authorise the account" if status == 401 else "grant the permission"
-        return PublishError(
-            ErrorKind.AUTH, f"{message}; {hint}", http_status=status, platform_code=code
-        )
-    return PublishError(
-        ErrorKind.INVALID, message, http_status=status, platform_code=code
-    )

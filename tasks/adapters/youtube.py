@@ -22,9 +22,7 @@ default ``private``, the only status unaudited API projects may use),
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -36,10 +34,12 @@ from tasks.adapters.base import (
     Post,
     Published,
     PublishError,
+    RefreshOnce,
     TokenGrant,
-    retry_after,
+    json_object,
 )
 from tasks.adapters.media import Media, content_type_from_url, fetch_media, media_kind
+from tasks.adapters.youtube_errors import classify
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ MAX_VIDEO_BYTES = 256 * 1024**3
 PRIVACY_STATUSES = ("private", "unlisted", "public")
 # Google requires every chunk but the last to be a multiple of 256 KiB.
 CHUNK_UNIT = 256 * 1024
-PACIFIC = ZoneInfo("America/Los_Angeles")
-
-
-def next_pacific_midnight(now: datetime) -> datetime:
-    """When YouTube's daily quota resets: the next midnight in Pacific time."""
-    local = now.astimezone(PACIFIC)
-    midnight = datetime.combine(local.date() + timedelta(days=1), time(), PACIFIC)
-    return midnight.astimezone(UTC)
 
 
 def video_metadata(post: Post) -> dict[str, Any]:
@@ -134,7 +126,7 @@ class YouTubeAdapter(Adapter):
         self, post: Post, credentials: Credentials, handles: HandleStore
     ) -> Published:
         self.validate(post)
-        auth = _Auth(credentials)
+        auth = RefreshOnce(credentials)
 
         saved = post.handles.get(SESSION_HANDLE)
         offset = 0
@@ -177,7 +169,7 @@ class YouTubeAdapter(Adapter):
         if not (isinstance(saved, dict) and saved.get("uri")):
             return None
         try:
-            done, _ = await self._query(_Auth(credentials), saved)
+            done, _ = await self._query(RefreshOnce(credentials), saved)
         except _SessionGone:
             return None
         return done
@@ -197,7 +189,7 @@ class YouTubeAdapter(Adapter):
             "grant_type": "refresh_token",
         }
         response = await self.request("POST", f"{self.oauth_base_url}/token", data=form)
-        body = _json(response)
+        body = json_object(response)
         if response.is_success and body.get("access_token"):
             return TokenGrant(
                 access_token=str(body["access_token"]),
@@ -227,7 +219,7 @@ class YouTubeAdapter(Adapter):
 
     async def _send(
         self,
-        auth: _Auth,
+        auth: RefreshOnce,
         method: str,
         url: str,
         *,
@@ -241,7 +233,7 @@ class YouTubeAdapter(Adapter):
                 method,
                 url,
                 creates=creates,
-                headers={**headers, "Authorization": auth.header},
+                headers={**headers, "Authorization": auth.authorization},
                 **kw,
             )
             if response.status_code == 401 and await auth.refresh():
@@ -249,7 +241,9 @@ class YouTubeAdapter(Adapter):
                 continue
             return response
 
-    async def _start(self, auth: _Auth, post: Post, media: Media) -> dict[str, Any]:
+    async def _start(
+        self, auth: RefreshOnce, post: Post, media: Media
+    ) -> dict[str, Any]:
         """Open a resumable session; returns the handle to save."""
         url = self.url("/upload/youtube/v3/videos")
         response = await self._send(
@@ -265,7 +259,7 @@ class YouTubeAdapter(Adapter):
             },
         )
         if not response.is_success:
-            raise _error(response, "starting the upload session")
+            raise classify(response, "starting the upload session")
         location = response.headers.get("location")
         if not location:
             # A session without bytes never becomes a video: plain retry.
@@ -280,7 +274,7 @@ class YouTubeAdapter(Adapter):
         return {"uri": location, "size": media.size}
 
     async def _query(
-        self, auth: _Auth, saved: dict[str, Any]
+        self, auth: RefreshOnce, saved: dict[str, Any]
     ) -> tuple[Published | None, int]:
         """Where a saved session stands: (the video, 0) or (None, next offset)."""
         response = await self._send(
@@ -298,10 +292,10 @@ class YouTubeAdapter(Adapter):
             return _video(response, query=True), 0
         if response.status_code == 308:
             return None, _next_offset(response)
-        raise _error(response, "querying the upload session")
+        raise classify(response, "querying the upload session")
 
     async def _upload(
-        self, auth: _Auth, saved: dict[str, Any], media: Media, offset: int
+        self, auth: RefreshOnce, saved: dict[str, Any], media: Media, offset: int
     ) -> Published:
         """PUT the bytes from `offset` on, following the server's `Range`."""
         stalled = 0
@@ -330,7 +324,7 @@ class YouTubeAdapter(Adapter):
                     http_status=response.status_code,
                 )
             if response.status_code != 308:
-                raise _error(response, f"uploading bytes {offset}-{last}")
+                raise classify(response, f"uploading bytes {offset}-{last}")
 
             resumed = _next_offset(response)
             stalled = stalled + 1 if resumed <= offset else 0
@@ -344,33 +338,6 @@ class YouTubeAdapter(Adapter):
             logger.debug("youtube upload at byte %d of %d", offset, media.size)
 
 
-class _Auth:
-    """The attempt's token, refreshed through the credentials at most once."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
-        self.refreshed = False
-
-    @property
-    def header(self) -> str:
-        return f"Bearer {self.credentials.access_token}"
-
-    async def refresh(self) -> bool:
-        if self.refreshed or self.credentials.refresh is None:
-            return False
-        self.refreshed = True
-        self.credentials = await self.credentials.refresh()
-        return True
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _next_offset(response: httpx.Response) -> int:
     """The first byte the session still needs, from ``Range: bytes=0-N``."""
     value = response.headers.get("range", "")
@@ -381,7 +348,7 @@ def _next_offset(response: httpx.Response) -> int:
 
 
 def _video(response: httpx.Response, *, query: bool) -> Published:
-    video_id = _json(response).get("id")
+    video_id = json_object(response).get("id")
     if not video_id:
         raise PublishError(
             ErrorKind.UNKNOWN_OUTCOME,
@@ -392,51 +359,3 @@ def _video(response: httpx.Response, *, query: bool) -> Published:
     if query:
         logger.info("event=youtube.reconciled video_id=%s", video_id)
     return Published(str(video_id), f"https://www.youtube.com/watch?v={video_id}")
-
-
-def _error(response: httpx.Response, doing: str) -> PublishError:
-    """Classify a Google API error answer (nothing was created)."""
-    status = response.status_code
-    error = _json(response).get("error")
-    error = error if isinstance(error, dict) else {}
-    details = error.get("errors") if isinstance(error.get("errors"), list) else []
-    reason = str(details[0].get("reason", "")) if details else ""
-    message = (
-        f"YouTube answered HTTP {status} {reason or 'without a reason'} while {doing}"
-        f": {str(error.get('message', ''))[:300]}"
-    )
-    now = datetime.now(UTC)
-
-    def fail(kind: ErrorKind, advice: str, retry_at: datetime | None = None) -> Any:
-        return PublishError(
-            kind,
-            f"{message}; {advice}",
-            http_status=status,
-            retry_at=retry_at,
-            platform_code=reason or None,
-        )
-
-    if reason == "quotaExceeded":
-        return fail(
-            ErrorKind.RATE_LIMITED,
-            "the daily API quota is spent: deferred to midnight Pacific",
-            next_pacific_midnight(now),
-        )
-    if reason == "uploadLimitExceeded":
-        return fail(
-            ErrorKind.RATE_LIMITED,
-            "the channel reached its daily upload limit: deferred 24 h",
-            now + timedelta(hours=24),
-        )
-    if status == 429 or reason in ("rateLimitExceeded", "userRateLimitExceeded"):
-        wait = retry_after(response, now) or now + timedelta(minutes=1)
-        return fail(ErrorKind.RATE_LIMITED, "rate limited: deferred", wait)
-    if status >= 500:
-        return fail(ErrorKind.TRANSIENT, "a temporary YouTube failure: retrying")
-    if status in (401, 403):
-        return fail(
-            ErrorKind.AUTH,
-            "the token lacks the youtube.upload scope or the channel cannot "
-            "upload: reconnect it",
-        )
-    return fail(ErrorKind.INVALID, "YouTube will not accept this video as it is")

@@ -15,7 +15,8 @@ import pytest
 from sandbox.core import FakePlatform, Fault, SandboxState
 from sandbox.tiktok import TikTokFake
 from tasks.adapters.base import Credentials, ErrorKind, Post, PublishError
-from tasks.adapters.tiktok import PUBLISH_HANDLE, TikTokAdapter, chunk_plan
+from tasks.adapters.tiktok import PUBLISH_HANDLE, TikTokAdapter
+from tasks.adapters.tiktok_upload import chunk_plan
 
 Serve = Callable[[type[FakePlatform]], str]
 MiB = 1024 * 1024

@@ -16,7 +16,8 @@ import pytest
 from sandbox.core import FakePlatform, Fault, SandboxState
 from sandbox.youtube import YouTubeFake
 from tasks.adapters.base import Credentials, ErrorKind, Post, PublishError
-from tasks.adapters.youtube import PACIFIC, SESSION_HANDLE, YouTubeAdapter
+from tasks.adapters.youtube import SESSION_HANDLE, YouTubeAdapter
+from tasks.adapters.youtube_errors import PACIFIC
 
 Serve = Callable[[type[FakePlatform]], str]
 KiB = 1024
