@@ -1,0 +1,105 @@
+"""`/healthz` and `/api/integrations/status`."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+
+from tests.web.helpers import AUTH, fail, insert_post, publish
+
+
+async def test_healthz_is_200_when_the_database_is_reachable_and_current(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "migrations": "current"}
+
+
+async def test_healthz_is_503_naming_a_pending_migration(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    db.execute("DELETE FROM social_queue_migrations WHERE name = '0005_webhook.sql'")
+
+    response = await client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["migrations"] == "pending"
+    assert response.json()["pending"] == ["0005_webhook.sql"]
+
+
+@pytest.fixture
+def environ() -> dict[str, str]:
+    return {"X_BEARER_TOKEN": "secret-bearer", "LINKEDIN_CLIENT_ID": ""}
+
+
+async def test_integration_status_reports_each_platform(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    posted = insert_post(db, platform="x")
+    publish(db, posted)
+    failed = insert_post(db, platform="x", at="2030-01-02T09:00:00Z")
+    fail(db, failed, message="duplicate content")
+    insert_post(db, platform="linkedin")
+    db.execute("SELECT social_platform_pause('linkedin', 'quota', 'ops')")
+
+    response = await client.get("/api/integrations/status", headers=AUTH)
+
+    assert response.status_code == 200
+    platforms = {p["platform"]: p for p in response.json()["platforms"]}
+    assert set(platforms) == {
+        "x",
+        "instagram",
+        "linkedin",
+        "facebook",
+        "tiktok",
+        "youtube",
+    }
+    x = platforms["x"]
+    assert x["configured"] is True
+    assert x["credentials"] == {"env": ["X_BEARER_TOKEN"], "accounts": 0}
+    assert x["counts"]["posted"] == 1 and x["counts"]["failed"] == 1
+    assert x["last_success_at"] is not None
+    assert x["last_error"]["message"] == "duplicate content"
+    assert x["last_error"]["kind"] == "invalid"
+    assert x["mode"] == "live"
+    linkedin = platforms["linkedin"]
+    assert linkedin["configured"] is False  # an empty variable is not a credential
+    assert linkedin["paused"] is True and linkedin["paused_reason"] == "quota"
+    assert linkedin["counts"]["queued"] == 1
+    assert linkedin["last_success_at"] is None and linkedin["last_error"] is None
+    assert "secret-bearer" not in response.text
+
+
+async def test_integration_status_counts_accounts_with_stored_tokens(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    db.execute(
+        "INSERT INTO social_accounts (profile_id, platform, access_token)"
+        " VALUES ('p1', 'tiktok', 'encrypted')"
+    )
+
+    response = await client.get("/api/integrations/status", headers=AUTH)
+
+    tiktok = next(p for p in response.json()["platforms"] if p["platform"] == "tiktok")
+    assert tiktok["configured"] is True
+    assert tiktok["credentials"]["accounts"] == 1
+
+
+@pytest.mark.parametrize(
+    ("base_url", "mode"),
+    [
+        (None, "live"),
+        ("http://127.0.0.1:8765/x", "sandbox"),
+        ("http://localhost:8765/x", "sandbox"),
+        ("https://proxy.example.com", "custom"),
+    ],
+)
+def test_a_base_url_on_this_machine_means_the_sandbox(
+    base_url: str | None, mode: str
+) -> None:
+    from app.web.health import integration_mode
+
+    assert integration_mode(base_url) == mode
