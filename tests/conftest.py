@@ -10,6 +10,7 @@ template database and every test gets a fresh clone of it.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,12 +117,17 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = Path("/tmp") / f"sq-test-{os.getpid()}"
     root.mkdir(mode=0o755, exist_ok=True)
     server = embedded.start(root)
+    url = embedded.database_url(server)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # A throwaway server: durability buys nothing here, and without it
+        # DROP DATABASE (a checkpoint) takes 20 ms instead of 600.
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
     try:
-        yield _server_from_url(embedded.database_url(server), pgdata=root / "pgdata")
+        yield _server_from_url(url, pgdata=root / "pgdata")
     finally:
         server.cleanup()
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 
