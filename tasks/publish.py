@@ -73,7 +73,9 @@ class Publisher:
 
         attempt = row["attempts"]
         started = time.monotonic()
-        lease = await self.store.lease_seconds()
+        # Both timestamps come from the claim's transaction: their difference
+        # is the lease the database granted, whatever our clock says.
+        lease = (row["lease_expires_at"] - row["updated_at"]).total_seconds()
         # Reports are retried through a database outage until shortly before
         # the lease would expire; after that the reaper owns the post.
         deadline = started + lease - 5

@@ -152,13 +152,6 @@ class Store:
     async def post(self, post_id: UUID) -> Row | None:
         return await self._one("SELECT * FROM social_queue WHERE id = %s", post_id)
 
-    async def lease_seconds(self) -> float:
-        row = await self._one(
-            "SELECT extract(epoch FROM lease_duration)::float AS s "
-            "FROM social_queue_settings"
-        )
-        return float(row["s"]) if row else 300.0
-
     async def _until(self, deadline: float, call: Callable[[], Awaitable[T]]) -> T:
         """Retry `call` through connection failures until `deadline` (monotonic)."""
         delay = 0.2
