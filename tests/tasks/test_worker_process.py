@@ -154,18 +154,25 @@ def test_a_worker_killed_mid_call_leaves_its_post_recoverable_not_doubled(
     doomed.proc.wait(5)
     start_worker("rescuer")
 
-    def settled() -> bool:
-        return (
-            rows(db, "SELECT status FROM social_queue WHERE id = %s", post_id)[0][
-                "status"
-            ]
-            != "posting"
-        )
+    def status() -> str:
+        return rows(db, "SELECT status FROM social_queue WHERE id = %s", post_id)[0][
+            "status"
+        ]
 
-    wait_for(settled, 60, "the lost lease to be reaped")
+    # Reaped as an unknown outcome first, then reconciled: X can be searched,
+    # so the reaper proves the post went out.
+    wait_for(lambda: status() == "posted", 60, "the lost lease to be reconciled")
     row = rows(db, "SELECT * FROM social_queue WHERE id = %s", post_id)[0]
-    # X can be searched, so the reaper proves the post went out.
-    assert row["status"] == "posted"
+    events = rows(
+        db,
+        "SELECT action, to_status::text FROM social_queue_events WHERE post_id = %s "
+        "ORDER BY id",
+        post_id,
+    )
+    assert [(e["action"], e["to_status"]) for e in events][-2:] == [
+        ("reap", "failed"),
+        ("mark_posted", "posted"),
+    ]
     assert row["remote_id"] == sandbox.state.published_on("x")[0]["id"]
     assert sandbox.creates("x") == 1
     outcomes = [
