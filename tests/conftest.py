@@ -91,7 +91,7 @@ class Server:
         )
 
 
-def _server_from_url(url: str, pgdata: Path | None = None) -> Server:
+def server_from_url(url: str, pgdata: Path | None = None) -> Server:
     params = conninfo_to_dict(url)
     with psycopg.connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
@@ -109,7 +109,7 @@ def _server_from_url(url: str, pgdata: Path | None = None) -> Server:
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     url = os.environ.get("SOCIAL_QUEUE_TEST_DATABASE_URL", "").strip()
     if url:
-        yield _server_from_url(url)
+        yield server_from_url(url)
         return
 
     # Short and world-traversable: root runs PostgreSQL as the pgserver
@@ -125,7 +125,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             conn.execute(f"ALTER SYSTEM SET {setting} = off")
         conn.execute("SELECT pg_reload_conf()")
     try:
-        yield _server_from_url(url, pgdata=root / "pgdata")
+        yield server_from_url(url, pgdata=root / "pgdata")
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app import embedded, migrations
 from sandbox.core import Fault
-from tests.conftest import Server
+from tests.conftest import Server, server_from_url
 from tests.sql.helpers import enqueue, rows
 from tests.tasks.conftest import Sandbox
 
@@ -223,28 +226,41 @@ def test_a_worker_survives_its_connections_being_cut(
     wait_for(all_posted(db, 6), 60, "posts enqueued after the cut")
 
 
+@pytest.fixture
+def restartable_server() -> Iterator[Server]:
+    """An embedded PostgreSQL of this test's own, which it may restart
+    whichever server the rest of the suite runs on."""
+    root = Path(tempfile.mkdtemp(prefix="sq-restart-", dir="/tmp"))
+    root.chmod(0o755)
+    server = embedded.start(root)
+    try:
+        url = embedded.database_url(server)
+        migrations.migrate(url)
+        yield server_from_url(url, pgdata=root / "pgdata")
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_a_worker_carries_on_after_postgresql_restarts(
-    pg_server: Server,
-    database_url: str,
+    restartable_server: Server,
     start_worker: Callable[..., WorkerProcess],
     sandbox: Sandbox,
 ) -> None:
-    if pg_server.embedded_pgdata is None:
-        pytest.skip(
-            "a shared server is not ours to restart; connection cuts are tested"
-        )
-    worker = start_worker()
-    with psycopg.connect(database_url, autocommit=True) as db:
+    database = restartable_server.database_url("postgres")
+    worker = start_worker(DATABASE_URL=database)
+    with psycopg.connect(database, autocommit=True) as db:
         enqueue(db, content={"text": "before restart"})
         wait_for(all_posted(db, 1), 30, "the first post")
 
-    pg_server.restart()
+    restartable_server.restart()
 
-    with psycopg.connect(database_url, autocommit=True) as db:
+    with psycopg.connect(database, autocommit=True) as db:
         for n in range(5):
             enqueue(db, platform="facebook", content={"text": f"after restart {n}"})
         wait_for(all_posted(db, 6), 60, "posts enqueued after the restart")
     assert worker.proc.poll() is None
+    assert "event=worker.restarting" in worker.output()
 
 
 def test_posts_are_claimed_on_time_without_polling(
