@@ -33,8 +33,9 @@ BEGIN
     IF p_idempotency_key = '' THEN
         PERFORM social_queue__invalid('idempotency_key must not be empty; pass NULL for none');
     END IF;
-    PERFORM social_queue_check_content(p_platform, p_content);
 
+    -- The content is checked by the table's BEFORE INSERT trigger, which
+    -- runs before the idempotency key is compared: once, for every writer.
     PERFORM social_queue__act('enqueue', p_actor);
     INSERT INTO social_queue (profile_id, platform, content, scheduled_at,
                               idempotency_key, source, source_ref)
