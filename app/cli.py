@@ -84,6 +84,27 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a hash for OPS_USERS; the password is read without echo on a
+    terminal, or as one line of standard input."""
+    import getpass
+
+    from app.web.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("social-queue: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        print("social-queue: use at least 12 characters", file=sys.stderr)
+        return 2
+    print(f"{args.user}:{hash_password(password)}")
+    return 0
+
+
 def cmd_database_url(settings: Settings, args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -133,6 +154,13 @@ def parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=cmd_dev)
 
     account_command.add_parser(commands)
+
+    hashing = commands.add_parser(
+        "hash-password",
+        help="print `user:<hash>` for OPS_USERS (the ops page login)",
+    )
+    hashing.add_argument("user", nargs="?", default="ops", help="user name")
+    hashing.set_defaults(run=cmd_hash_password)
 
     url = commands.add_parser(
         "database-url", help="print the database URL in use (starts the embedded one)"

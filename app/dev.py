@@ -51,6 +51,9 @@ def sandbox_environment(
     env["DATABASE_URL"] = conninfo_url
     env.setdefault("SOCIAL_QUEUE_SECRET_KEY", secrets.token_urlsafe(32))
     env.setdefault("OPS_API_TOKEN", f"dev:{secrets.token_urlsafe(24)}")
+    if not (env.get("OPS_USERS") or env.get("OPS_PASSWORD")):
+        # A login for the local user, made fresh each run and printed below.
+        env["OPS_PASSWORD"] = secrets.token_urlsafe(12)
     env.setdefault("SOCIAL_QUEUE_ENV", "development")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -147,6 +150,7 @@ def run(
         "\n"
         f"  Social Queue is running (sandbox: nothing is published anywhere)\n"
         f"  ops page     {web}/ops/social-queue\n"
+        f"  login        {_login(env)}\n"
         f"  JSON API     {web}/api/ops/social-queue  "
         f"(Authorization: Bearer {env['OPS_API_TOKEN']})\n"
         f"  sandbox      {sandbox_url}/\n"
@@ -177,6 +181,12 @@ def run(
         n for n, c in children.items() if c.returncode not in (0, -signal.SIGTERM)
     ]
     return 1 if failed and not stopping.is_set() else 0
+
+
+def _login(env: Mapping[str, str]) -> str:
+    if env.get("OPS_PASSWORD"):
+        return f"user ops, password {env['OPS_PASSWORD']}"
+    return "a user of OPS_USERS, with its password"
 
 
 def _as_url(conninfo: str) -> str:

@@ -91,6 +91,9 @@ class PostFilter:
     platforms: tuple[str, ...] = ()
     profile_id: str | None = None
     text: str | None = None
+    # Scheduled at or after `scheduled_from`, and before `scheduled_before`.
+    scheduled_from: datetime | None = None
+    scheduled_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -158,20 +161,7 @@ async def list_posts(
     The conditions are fixed fragments joined as needed (values stay
     parameters), so each query matches one of the list indexes exactly.
     """
-    conditions: list[sql.Composable] = []
-    params: list[Any] = []
-    if where.statuses:
-        conditions.append(sql.SQL("status = ANY(%s::social_status[])"))
-        params.append(list(where.statuses))
-    if where.platforms:
-        conditions.append(sql.SQL("platform = ANY(%s::text[])"))
-        params.append(list(where.platforms))
-    if where.profile_id is not None:
-        conditions.append(sql.SQL("profile_id = %s"))
-        params.append(where.profile_id)
-    if where.text:
-        conditions.append(sql.SQL("content->>'text' ILIKE %s"))
-        params.append("%" + _escape_like(where.text) + "%")
+    conditions, params = _conditions(where)
     if after is not None:
         conditions.append(sql.SQL("(scheduled_at, id) < (%s, %s)"))
         params += [after.scheduled_at, after.id]
@@ -191,6 +181,62 @@ async def list_posts(
         Cursor(items[-1]["scheduled_at"], items[-1]["id"]).encode() if more else None
     )
     return Page(items, next_cursor)
+
+
+async def count_posts(conn: AsyncConnection, where: PostFilter) -> int:
+    """How many posts match; reads every match, so callers ask only on demand."""
+    conditions, params = _conditions(where)
+    query = sql.SQL("SELECT count(*) FROM social_queue")
+    if conditions:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def post_ids(conn: AsyncConnection, where: PostFilter, limit: int) -> list[UUID]:
+    """The ids of up to `limit` matching posts, newest scheduled first."""
+    conditions, params = _conditions(where)
+    query = sql.SQL("SELECT id FROM social_queue")
+    if conditions:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    query += sql.SQL(" ORDER BY scheduled_at DESC, id DESC LIMIT %s")
+    cur = await conn.execute(query, [*params, limit])
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def posts_by_id(conn: AsyncConnection, ids: Sequence[UUID]) -> list[Row]:
+    """The posts with these ids (those that exist), in no particular order."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_SELECT_POST + sql.SQL(" WHERE id = ANY(%s)"), (list(ids),))
+        return await cur.fetchall()
+
+
+def _conditions(where: PostFilter) -> tuple[list[sql.Composable], list[Any]]:
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    if where.statuses:
+        conditions.append(sql.SQL("status = ANY(%s::social_status[])"))
+        params.append(list(where.statuses))
+    if where.platforms:
+        conditions.append(sql.SQL("platform = ANY(%s::text[])"))
+        params.append(list(where.platforms))
+    if where.profile_id is not None:
+        conditions.append(sql.SQL("profile_id = %s"))
+        params.append(where.profile_id)
+    if where.text:
+        # TODO: a substring search scans the table (about 1.5 s at a million
+        # rows when matches are rare); a trigram index would make it fast but
+        # needs pg_trgm, which the embedded PostgreSQL does not ship.
+        conditions.append(sql.SQL("content->>'text' ILIKE %s"))
+        params.append("%" + _escape_like(where.text) + "%")
+    if where.scheduled_from is not None:
+        conditions.append(sql.SQL("scheduled_at >= %s"))
+        params.append(where.scheduled_from)
+    if where.scheduled_before is not None:
+        conditions.append(sql.SQL("scheduled_at < %s"))
+        params.append(where.scheduled_before)
+    return conditions, params
 
 
 async def get_post(conn: AsyncConnection, post_id: UUID) -> Row:
@@ -240,6 +286,25 @@ async def act_many(
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query.format(function), (list(post_ids), actor))
             return await cur.fetchall()
+
+
+async def mark_posted(
+    conn: AsyncConnection,
+    post_id: UUID,
+    remote_id: str,
+    remote_url: str | None,
+    actor: str,
+) -> Row:
+    """An operator found a post of unknown outcome live: failed -> posted."""
+    query = sql.SQL("SELECT {} FROM social_queue_mark_posted(%s, %s, %s, %s)").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in POST_COLUMNS)
+    )
+    with sql_errors():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, (post_id, remote_id, remote_url, actor))
+            row = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 async def reschedule(

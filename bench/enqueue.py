@@ -33,13 +33,8 @@ def run(conn: psycopg.Connection, posts: int, statement: str, keyed: bool) -> fl
     return posts / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--posts", type=int, default=2000)
-    parser.add_argument("database_url", nargs="?")
-    args = parser.parse_args()
-
-    url = args.database_url or database_url(Settings.from_env())
+def measure(url: str, posts: int) -> dict[str, float]:
+    """Best of three rounds of each path, in posts per second."""
     migrations.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         # Warm both paths (plans, caches) before measuring.
@@ -57,15 +52,27 @@ def main() -> None:
         for _ in range(3):
             rounds.append(
                 (
-                    run(conn, args.posts, insert, keyed=False),
-                    run(conn, args.posts, enqueue, keyed=True),
+                    run(conn, posts, insert, keyed=False),
+                    run(conn, posts, enqueue, keyed=True),
                 )
             )
         conn.execute("DELETE FROM social_queue WHERE profile_id = 'bench'")
         conn.execute("DELETE FROM procrastinate_jobs WHERE task_name = 'publish_post'")
+    return {
+        "plain_per_s": max(r[0] for r in rounds),
+        "enqueue_per_s": max(r[1] for r in rounds),
+    }
 
-    plain = max(r[0] for r in rounds)
-    api = max(r[1] for r in rounds)
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("database_url", nargs="?")
+    args = parser.parse_args()
+
+    url = args.database_url or database_url(Settings.from_env())
+    figures = measure(url, args.posts)
+    plain, api = figures["plain_per_s"], figures["enqueue_per_s"]
     print(f"{'path':<28}{'posts/s':>10}{'ratio':>8}")
     print(f"{'plain INSERT (baseline)':<28}{plain:>10.0f}{1:>8.2f}")
     print(f"{'social_queue_enqueue':<28}{api:>10.0f}{api / plain:>8.2f}")

@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -218,18 +219,9 @@ def _print(name: str, figures: dict[str, object]) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.generate:
-        figures = asyncio.run(_load(args.generate, args.events, args.concurrency))
-        print(json.dumps(figures))
-        return
-
+def measure(events: int = 3000, concurrency: int = 16) -> dict[str, Any]:
+    """Figures for the real app and the trivial baseline, and how many of
+    the accepted events are committed posts."""
     # /tmp, not a home folder: as root the embedded server runs as another
     # user, which must reach the data folder.
     with tempfile.TemporaryDirectory(prefix="sq-bench-", dir="/tmp") as temp:
@@ -244,7 +236,7 @@ def main() -> None:
         }
         env.pop("DYNO", None)
 
-        results = {}
+        results: dict[str, Any] = {}
         for name, factory in (
             ("webhook", "bench.webhook:web_app"),
             ("baseline", "bench.webhook:baseline_app"),
@@ -252,22 +244,37 @@ def main() -> None:
             process, base = _serve(factory, env)
             try:
                 # A short warm-up fills the pool and the caches.
-                _generate(base, min(200, args.events), args.concurrency)
-                results[name] = _generate(base, args.events, args.concurrency)
+                _generate(base, min(200, events), concurrency)
+                results[name] = _generate(base, events, concurrency)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
 
-        committed = _committed(url) - before
+        results["committed"] = _committed(url) - before
+        results["expected"] = events + min(200, events)
         if server is not None:
             server.cleanup()  # type: ignore[attr-defined]
+    return results
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.generate:
+        figures = asyncio.run(_load(args.generate, args.events, args.concurrency))
+        print(json.dumps(figures))
+        return
+
+    results = measure(args.events, args.concurrency)
     print(f"events={args.events} concurrency={args.concurrency} cpus={os.cpu_count()}")
-    for name, figures in results.items():
-        _print(name, figures)
-    expected = args.events + min(200, args.events)
-    print(f"committed posts: {committed} of {expected} accepted")
-    ratio = float(results["webhook"]["rps"]) / float(results["baseline"]["rps"])  # type: ignore[arg-type]
+    for name in ("webhook", "baseline"):
+        _print(name, results[name])
+    print(f"committed posts: {results['committed']} of {results['expected']} accepted")
+    ratio = float(results["webhook"]["rps"]) / float(results["baseline"]["rps"])
     print(f"webhook / baseline: {ratio:.2f}")
 
 

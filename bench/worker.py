@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import psycopg
@@ -247,6 +248,48 @@ def original_algorithm(
         return {"per_tick": published / ticks}
 
 
+def measure(
+    posts: int = 5000,
+    idle_posts: int = 40,
+    concurrency: int = 50,
+    latency: float = 0.1,
+    baseline_seconds: float = 30.0,
+) -> dict[str, Any]:
+    """Idle lateness, and the burst for the three engines: drain time (s) and
+    lateness percentiles (s), each engine under its own key."""
+    settings = Settings.from_env()
+    server = database_url(settings)
+    state = SandboxState(latency=latency)
+    with serve_in_thread(create_app([UnlimitedFacebook], state)) as sandbox:
+        idle = idle_lateness(server, sandbox, idle_posts)
+        drain, late = burst(server, sandbox, posts, concurrency)
+        ceiling_drain, ceiling_late = procrastinate_ceiling(server, posts, concurrency)
+        original = original_algorithm(server, sandbox, baseline_seconds, latency)
+
+    # The original takes `per_tick` posts every 5 s: post k waits k // per_tick ticks.
+    per_tick = original["per_tick"]
+    original_late = [(k // per_tick) * 5.0 for k in range(posts)]
+    original_drain = original_late[-1] + per_tick * latency
+    return {
+        "posts": posts,
+        "concurrency": concurrency,
+        "latency": latency,
+        "idle": percentiles(idle),
+        "idle_count": len(idle),
+        "engines": {
+            "Social Queue worker": (drain, percentiles(late)),
+            "procrastinate no-op (ceiling)": (
+                ceiling_drain,
+                percentiles(ceiling_late),
+            ),
+            "original algorithm (extrapolated)": (
+                original_drain,
+                percentiles(original_late),
+            ),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="worker punctuality and burst drain")
     parser.add_argument("--posts", type=int, default=5000)
@@ -256,27 +299,17 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=30.0)
     args = parser.parse_args()
 
-    settings = Settings.from_env()
-    server = database_url(settings)
-    state = SandboxState(latency=args.latency)
-    with serve_in_thread(create_app([UnlimitedFacebook], state)) as sandbox:
-        idle = idle_lateness(server, sandbox, args.idle_posts)
-        drain, late = burst(server, sandbox, args.posts, args.concurrency)
-        ceiling_drain, ceiling_late = procrastinate_ceiling(
-            server, args.posts, args.concurrency
-        )
-        original = original_algorithm(
-            server, sandbox, args.baseline_seconds, args.latency
-        )
-
-    # The original takes `per_tick` posts every 5 s: post k waits k // per_tick ticks.
-    per_tick = original["per_tick"]
-    original_late = [(k // per_tick) * 5.0 for k in range(args.posts)]
-    original_drain = original_late[-1] + per_tick * args.latency
-
+    result = measure(
+        args.posts,
+        args.idle_posts,
+        args.concurrency,
+        args.latency,
+        args.baseline_seconds,
+    )
+    p50, p95, p99 = result["idle"]
     print(
-        f"idle lateness over {len(idle)} posts (s): p50 {percentiles(idle)[0]:.3f} "
-        f"p95 {percentiles(idle)[1]:.3f} p99 {percentiles(idle)[2]:.3f}"
+        f"idle lateness over {result['idle_count']} posts (s): p50 {p50:.3f} "
+        f"p95 {p95:.3f} p99 {p99:.3f}"
     )
     print(
         f"burst of {args.posts} posts, platform latency {args.latency * 1000:.0f} ms, "
@@ -286,13 +319,8 @@ def main() -> None:
         f"{'engine':<34}{'drain s':>9}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}"
         f"{'drain x':>9}"
     )
-    rows = [
-        ("Social Queue worker", drain, late),
-        ("procrastinate no-op (ceiling)", ceiling_drain, ceiling_late),
-        ("original algorithm (extrapolated)", original_drain, original_late),
-    ]
-    for name, d, values in rows:
-        p50, p95, p99 = percentiles(values)
+    drain = result["engines"]["Social Queue worker"][0]
+    for name, (d, (p50, p95, p99)) in result["engines"].items():
         print(f"{name:<34}{d:>9.1f}{p50:>8.2f}{p95:>8.2f}{p99:>8.2f}{d / drain:>9.2f}")
 
 

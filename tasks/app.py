@@ -14,7 +14,7 @@ from uuid import UUID
 
 import procrastinate
 
-from tasks.maintenance import reap_and_reconcile, sweep
+from tasks.maintenance import prune, reap_and_reconcile, sweep
 from tasks.publish import Publisher
 
 logger = logging.getLogger(__name__)
@@ -48,3 +48,10 @@ async def reap_expired_leases(context: procrastinate.JobContext, timestamp: int)
 async def sweep_lost_wakeups(context: procrastinate.JobContext, timestamp: int) -> int:
     """Re-defer jobs for due posts that lost theirs (every minute)."""
     return await sweep(publisher_of(context))
+
+
+@app.periodic(cron="17 * * * *", periodic_id="pruner")
+@app.task(name="prune_finished", queue="maintenance", pass_context=True)
+async def prune_finished(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Delete posts and jobs past social_queue_settings.retention (hourly)."""
+    return await prune(publisher_of(context))

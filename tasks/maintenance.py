@@ -1,5 +1,5 @@
 """Periodic upkeep: reap lost leases (reconciling where the platform can
-tell) and re-defer lost wake-ups."""
+tell), re-defer lost wake-ups, and prune what retention lets go."""
 
 from __future__ import annotations
 
@@ -70,3 +70,30 @@ async def sweep(publisher: Publisher) -> int:
     if swept:
         logger.warning("event=queue.swept posts=%d reason=lost_wakeup", swept)
     return swept
+
+
+PRUNE_BATCH = 1000
+# One run stops after this many batches (a million posts), so a first run on
+# a long-unpruned database ends and the next hour carries on.
+PRUNE_MAX_BATCHES = 1000
+
+
+async def prune(publisher: Publisher, batch: int = PRUNE_BATCH) -> int:
+    """Delete finished posts and jobs past retention, one short transaction
+    per batch so that no lock is held for long; returns posts deleted."""
+    posts = jobs = receipts = 0
+    for _ in range(PRUNE_MAX_BATCHES):
+        counts = await publisher.store.prune(batch)
+        posts += counts["posts"]
+        jobs += counts["jobs"]
+        receipts += counts["webhook_events"]
+        if counts["posts"] < batch and counts["jobs"] < batch:
+            break
+    if posts or jobs or receipts:
+        logger.info(
+            "event=queue.pruned posts=%d jobs=%d webhook_events=%d",
+            posts,
+            jobs,
+            receipts,
+        )
+    return posts

@@ -149,6 +149,11 @@ class Store:
         row = await self._one("SELECT social_queue_sweep() AS n")
         return int(row["n"]) if row else 0
 
+    async def prune(self, limit: int = 1000) -> Row:
+        """One batch of `social_queue_prune` at the configured retention."""
+        row = await self._one("SELECT * FROM social_queue_prune(NULL, %s)", limit)
+        return row or {"posts": 0, "jobs": 0, "webhook_events": 0}
+
     async def post(self, post_id: UUID) -> Row | None:
         return await self._one("SELECT * FROM social_queue WHERE id = %s", post_id)
 

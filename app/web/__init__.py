@@ -21,8 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.database import database_url
-from app.web import api, health, openapi, webhook
+from app.web import api, health, openapi, ops, webhook
 from app.web.errors import EXCEPTION_HANDLERS
+from app.web.login import OpsSettings
+from app.web.metrics import metrics
 from app.web.settings import WebSettings
 
 logger = logging.getLogger(__name__)
@@ -67,15 +69,20 @@ def create_app(
     web_settings: WebSettings | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    ops_settings: OpsSettings | None = None,
 ) -> Starlette:
     """The application; raises ConfigurationError when it must not start
-    (production without a webhook secret).
+    (production without a webhook secret or SOCIAL_QUEUE_SECRET_KEY).
 
     `environ` is where credentials are looked for by the integration status
     (os.environ by default).
     """
     web_settings = web_settings or WebSettings.from_env()
     _warn_about(web_settings)
+    ops_settings = ops_settings or OpsSettings.from_env(
+        os.environ if environ is None else environ,
+        production=web_settings.production,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,9 +98,11 @@ def create_app(
         )
         await pool.open()
         app.state.pool, app.state.conninfo = pool, conninfo
+        await ops.start_live(app)
         try:
             yield
         finally:
+            await ops.stop_live(app)
             await pool.close()
 
     app = Starlette(
@@ -107,6 +116,8 @@ def create_app(
             ),
             Route("/api/openapi.json", openapi.document, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
+            *ops.routes(ops_settings),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         middleware=[Middleware(RequestLog)],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -115,6 +126,7 @@ def create_app(
     app.state.settings = settings
     app.state.web_settings = web_settings
     app.state.environ = os.environ if environ is None else environ
+    ops.setup(app, ops_settings)
     return app
 
 

@@ -13,9 +13,12 @@ from starlette.applications import Starlette
 
 from app.config import Settings
 from app.web import create_app
+from app.web.login import OpsSettings
+from app.web.passwords import Users, hash_password
 from app.web.settings import WebSettings, parse_api_tokens
 from app.web.signature import sign
 from tests.web.helpers import SECRET, TOKEN
+from tests.web.ops_helpers import OPS_PASSWORD
 
 Deliver = Callable[..., Awaitable[httpx.Response]]
 
@@ -79,3 +82,32 @@ def deliver(client: httpx.AsyncClient) -> Deliver:
         )
 
     return send
+
+
+@pytest.fixture
+async def ops_app(
+    database_url: str, web_settings: WebSettings
+) -> AsyncIterator[Starlette]:
+    """The application with two ops logins: `ops` (OPS_PASSWORD) and `ana`."""
+    application = create_app(
+        Settings(database_url=database_url),
+        web_settings,
+        environ={},
+        ops_settings=OpsSettings(
+            users=Users(
+                hashes={"ana": hash_password("ana's secret")}, password=OPS_PASSWORD
+            ),
+            session_key="test-session-key-0123456789",
+            login_attempts=3,
+        ),
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def ops(ops_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client of the ops page, not logged in yet."""
+    transport = httpx.ASGITransport(app=ops_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sq") as http:
+        yield http
