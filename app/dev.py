@@ -152,7 +152,7 @@ def run(
         f"  ops page     {web}/ops/social-queue\n"
         f"  login        {_login(env)}\n"
         f"  JSON API     {web}/api/ops/social-queue  "
-        f"(Authorization: Bearer {env['OPS_API_TOKEN']})\n"
+        f"(Authorization: Bearer {_api_bearer(env['OPS_API_TOKEN'])})\n"
         f"  sandbox      {sandbox_url}/\n"
         f"  database     {url}\n",
         flush=True,
@@ -169,10 +169,11 @@ def run(
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    for child in children.values():
+    # The sandbox goes last: the worker's calls in flight are answered first.
+    for name in ("worker", "web", "sandbox"):
+        child = children[name]
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children.values():
         try:
             child.wait(30)
         except subprocess.TimeoutExpired:
@@ -187,6 +188,14 @@ def _login(env: Mapping[str, str]) -> str:
     if env.get("OPS_PASSWORD"):
         return f"user ops, password {env['OPS_PASSWORD']}"
     return "a user of OPS_USERS, with its password"
+
+
+def _api_bearer(tokens: str) -> str:
+    """The bearer to send for the first OPS_API_TOKEN entry (`label:token`
+    entries name an actor; the label is not part of the token)."""
+    first = tokens.split(",")[0].strip()
+    label, sep, token = first.partition(":")
+    return token if sep and label.replace("-", "").replace("_", "").isalnum() else first
 
 
 def _as_url(conninfo: str) -> str:
