@@ -262,29 +262,56 @@ async def get_post(conn: AsyncConnection, post_id: UUID) -> Row:
     return {"post": post, "attempts": attempts, "events": events}
 
 
-async def act(conn: AsyncConnection, action: Action, post_id: UUID, actor: str) -> Row:
-    """Pause, resume, retry or cancel one post; returns the changed post."""
+async def act(
+    conn: AsyncConnection,
+    action: Action,
+    post_id: UUID,
+    actor: str,
+    *,
+    outcome_checked: bool = False,
+) -> Row:
+    """Pause, resume, retry or cancel one post; returns the changed post.
+
+    `outcome_checked` vouches, for a retry, that someone looked on the
+    platform: a post whose last attempt may have published is refused
+    without it.
+    """
     function = _action_function(action)
-    query = sql.SQL("SELECT {} FROM {}(%s::uuid, %s)").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in POST_COLUMNS), function
+    arguments, params = _action_call(
+        action, "%s::uuid", post_id, actor, outcome_checked
+    )
+    query = sql.SQL("SELECT {} FROM {}({})").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in POST_COLUMNS),
+        function,
+        arguments,
     )
     with sql_errors():
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, (post_id, actor))
+            await cur.execute(query, params)
             row = await cur.fetchone()
     assert row is not None
     return row
 
 
 async def act_many(
-    conn: AsyncConnection, action: Action, post_ids: Sequence[UUID], actor: str
+    conn: AsyncConnection,
+    action: Action,
+    post_ids: Sequence[UUID],
+    actor: str,
+    *,
+    outcome_checked: bool = False,
 ) -> list[Row]:
     """The bulk form: one row per distinct id (id, status, changed, reason)."""
     function = _action_function(action)
-    query = sql.SQL("SELECT id, status, changed, reason FROM {}(%s::uuid[], %s)")
+    arguments, params = _action_call(
+        action, "%s::uuid[]", list(post_ids), actor, outcome_checked
+    )
+    query = sql.SQL("SELECT id, status, changed, reason FROM {}({})").format(
+        function, arguments
+    )
     with sql_errors():
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query.format(function), (list(post_ids), actor))
+            await cur.execute(query, params)
             return await cur.fetchall()
 
 
@@ -445,6 +472,21 @@ def _action_function(action: str) -> sql.Identifier:
             field="action",
         )
     return sql.Identifier(f"social_queue_{action}")
+
+
+def _action_call(
+    action: str, placeholder: str, ids: Any, actor: str, outcome_checked: bool
+) -> tuple[sql.SQL, tuple[Any, ...]]:
+    """The arguments of an action's SQL call and their values; only retry
+    takes `p_outcome_checked`."""
+    if action == "retry":
+        return sql.SQL(placeholder + ", %s, %s"), (ids, actor, outcome_checked)
+    if outcome_checked:
+        raise InvalidInput(
+            f"outcome_checked applies to retry only, not {action}",
+            field="outcome_checked",
+        )
+    return sql.SQL(placeholder + ", %s"), (ids, actor)
 
 
 def _escape_like(text: str) -> str:

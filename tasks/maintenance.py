@@ -57,8 +57,14 @@ async def reap_and_reconcile(publisher: Publisher) -> int:
                     quote(found.remote_id),
                 )
             else:
-                await publisher.store.retry(post.id, "reconciler")
-                logger.info("event=post.requeued id=%s reason=not_published", post.id)
+                row = await publisher.store.requeue_unpublished(post.id, "reconciler")
+                logger.info(
+                    "event=post.requeued id=%s platform=%s status=%s "
+                    "reason=not_published",
+                    post.id,
+                    post.platform,
+                    row["status"] if row else "unknown",
+                )
         except IllegalTransition:
             # An operator acted on it meanwhile; their decision stands.
             logger.info("event=post.reconcile_superseded id=%s", post.id)

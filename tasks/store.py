@@ -133,9 +133,11 @@ class Store:
             self.worker,
         )
 
-    async def retry(self, post_id: UUID, actor: str) -> Row | None:
+    async def requeue_unpublished(self, post_id: UUID, actor: str) -> Row | None:
+        """A lost attempt proved not to have published: retry it, spending
+        one attempt of its budget (`social_queue_requeue_unpublished`)."""
         return await self._one(
-            "SELECT * FROM social_queue_retry(%s::uuid, %s)", post_id, actor
+            "SELECT * FROM social_queue_requeue_unpublished(%s, %s)", post_id, actor
         )
 
     async def reap_expired(self, limit: int = 100) -> list[Row]:

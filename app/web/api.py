@@ -78,8 +78,13 @@ def _action(action: queue.Action) -> Route:
     @protected
     async def endpoint(request: Request) -> Response:
         post_id = _uuid(request.path_params["id"], "id")
+        checked = False
+        if action == "retry":
+            checked = _outcome_checked(await _json_object(request, optional=True))
         async with request.app.state.pool.connection() as conn:
-            post = await queue.act(conn, action, post_id, request.state.actor)
+            post = await queue.act(
+                conn, action, post_id, request.state.actor, outcome_checked=checked
+            )
         return ApiResponse({"post": post})
 
     endpoint.__name__ = f"{action}_post"
@@ -99,9 +104,14 @@ async def bulk(request: Request) -> Response:
     if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BULK_IDS:
         raise invalid(f"ids must be an array of 1 to {MAX_BULK_IDS} ids", "ids")
     post_ids = [_uuid(value, f"ids[{i}]") for i, value in enumerate(ids)]
+    checked = _outcome_checked(body)
+    if checked and action != "retry":
+        raise invalid("outcome_checked applies to retry only", "outcome_checked")
 
     async with request.app.state.pool.connection() as conn:
-        results = await queue.act_many(conn, action, post_ids, request.state.actor)
+        results = await queue.act_many(
+            conn, action, post_ids, request.state.actor, outcome_checked=checked
+        )
     return ApiResponse({"action": action, "results": results})
 
 
@@ -178,6 +188,15 @@ def _uuid(raw: object, field: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise invalid(f"{field} is not a UUID: {str(raw)[:40]!r}", field) from None
+
+
+def _outcome_checked(body: dict[str, Any]) -> bool:
+    """`outcome_checked: true` vouches that someone looked on the platform
+    for a post whose last attempt may have published."""
+    checked = body.get("outcome_checked", False)
+    if not isinstance(checked, bool):
+        raise invalid("outcome_checked must be true or false", "outcome_checked")
+    return checked
 
 
 async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:

@@ -216,21 +216,42 @@ def _post_id() -> Schema:
     return {"name": "id", "in": "path", "required": True, "schema": UUID}
 
 
+OUTCOME_CHECKED: Schema = {
+    "type": "boolean",
+    "default": False,
+    "description": "Someone checked the platform: the last attempt of a post "
+    "failed with unknown_outcome did not publish. Without it such a post is "
+    "refused with 409.",
+}
+
+
 def _action(action: str, summary: str) -> Schema:
-    return {
-        "post": {
-            "operationId": f"{action}Post",
-            "summary": summary,
-            "tags": ["posts"],
-            "security": [{"bearer": []}],
-            "parameters": [_post_id()],
-            "responses": {
-                "200": answer("The post after the change.", obj({"post": POST})),
-                "401": unauthorized(),
-                **errors(404, 409, 422, 503),
+    operation: Schema = {
+        "operationId": f"{action}Post",
+        "summary": summary,
+        "tags": ["posts"],
+        "security": [{"bearer": []}],
+        "parameters": [_post_id()],
+        "responses": {
+            "200": answer("The post after the change.", obj({"post": POST})),
+            "401": unauthorized(),
+            **errors(404, 409, 422, 503),
+        },
+    }
+    if action == "retry":
+        operation["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"outcome_checked": OUTCOME_CHECKED},
+                    }
+                }
             },
         }
-    }
+        operation["responses"].update(errors(400, 413))
+    return {"post": operation}
 
 
 def _platform_action(action: str, with_reason: bool) -> Schema:
@@ -267,7 +288,7 @@ SUMMARIES = {
     "pause": "Hold a post back (queued|retrying → paused).",
     "resume": "Put a paused post back in the queue (paused → queued).",
     "retry": "Try a post again now with a fresh budget (failed|retrying|paused → "
-    "queued).",
+    "queued); a post whose outcome is unknown needs outcome_checked.",
     "cancel": "Make sure a post is never published (queued|retrying|paused|failed "
     "→ cancelled).",
 }
@@ -396,7 +417,9 @@ SPEC: Schema = {
                                         "minItems": 1,
                                         "maxItems": 500,
                                     },
-                                }
+                                    "outcome_checked": OUTCOME_CHECKED,
+                                },
+                                required=["action", "ids"],
                             )
                         }
                     },

@@ -60,9 +60,15 @@ async def act(request: Request) -> Response:
                     actor,
                 )
             else:
-                if action == "retry" and not form.get("checked"):
-                    await _refuse_blind_retry(conn, post_id)
-                post = await queue.act(conn, action, post_id, actor)
+                # The SQL refuses to retry a post that may be live unless the
+                # operator confirmed, on its page, that they checked.
+                post = await queue.act(
+                    conn,
+                    action,
+                    post_id,
+                    actor,
+                    outcome_checked=action == "retry" and bool(form.get("checked")),
+                )
             message = f"Post {_short_id(post_id)} {PAST[action]}."
         except PostNotFound:
             raise HTTPException(404, "no such post") from None
@@ -222,29 +228,17 @@ routes = [
 ]
 
 
-async def _refuse_blind_retry(conn: Any, post_id: UUID) -> None:
-    """A post that may be live is retried only once the operator says they
-    checked the platform (`checked=1`): posting twice is the worst failure."""
-    found = await queue.posts_by_id(conn, [post_id])
-    if (
-        found
-        and found[0]["status"] == "failed"
-        and (found[0]["error_kind"] == "unknown_outcome")
-    ):
-        raise IllegalTransition(
-            "the last attempt may have published this post: check it on "
-            f"{found[0]['platform']} first, then confirm on its page"
-        )
-
-
 def _explain(error: Exception, action: str, post: dict[str, Any]) -> str:
     """The refusal in an operator's words: `Already posted — nothing to
     cancel.`"""
     verb = VERB.get(action, action)
     if isinstance(error, InvalidInput):
         return f"Cannot {verb}: {error}."
-    if action == "retry" and "may have published" in str(error):
-        return f"Not retried: {error}."
+    if getattr(error, "context", {}).get("reason") == "outcome_unchecked":
+        return (
+            "Not retried: the last attempt may have published this post. Check "
+            f"it on {post['platform']} first, then confirm on its page."
+        )
     status = post["status"]
     if status == "posted":
         return f"Already posted — nothing to {verb}."

@@ -99,8 +99,9 @@ class Filters:
 class CountsCache:
     """Posts per status, read at most once per `ttl` seconds per process.
 
-    `social_queue_stats()` reads the whole table; with many pages open and
-    posts changing every second, this keeps that to one scan per interval.
+    `social_queue_stats()` is cheap (counts kept by trigger), but with many
+    pages open and posts changing every second it would still run once per
+    page per change; this keeps it to one query per interval.
     """
 
     def __init__(self, ttl: float = COUNTS_TTL_SECONDS) -> None:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app import queue
-from app.exceptions import InvalidInput
+from app.exceptions import IllegalTransition, InvalidInput
 from app.web import events, signature
 from app.web.errors import ApiError, invalid
 from app.web.events import Event
@@ -116,7 +116,7 @@ def _on_posted(event: Event) -> Handler:
     )
 
     async def apply(conn: AsyncConnection) -> Answer:
-        with _field_of_invalid_input(event):
+        with _field_of_invalid_input(event), _schedule_conflict(event, schedule_id):
             posted = await queue.enqueue(
                 conn,
                 profile_id=profile_id,
@@ -229,6 +229,23 @@ SQL_MESSAGE_FIELDS = (
     ("content.mediaUrls", "content.mediaUrls"),
     ("text is", "content.text"),
 )
+
+
+@contextmanager
+def _schedule_conflict(event: Event, schedule_id: str | None) -> Iterator[None]:
+    """A schedule already queued with other content or time is a conflict,
+    said in iCadence's terms: changes come as schedule.updated."""
+    try:
+        yield
+    except IllegalTransition as error:
+        post_id = error.context.get("id", "?")
+        raise ApiError(
+            409,
+            "schedule_conflict",
+            f"schedule {schedule_id} is already queued as post {post_id} with "
+            "other content, profile or time; send schedule.updated to change it",
+            field=event.prefix + "scheduleId",
+        ) from error
 
 
 @contextmanager

@@ -39,6 +39,8 @@ def test_the_caller_enqueues_operates_and_reads(caller: psycopg.Connection) -> N
         "UPDATE social_queue_settings SET max_attempts = 100",
         "SELECT social_queue__invalid('x')",
         "SELECT * FROM procrastinate_jobs",
+        "SELECT * FROM social_queue_prune(NULL, 1)",
+        "SELECT social_queue_webhook_prune('1 day')",
     ],
 )
 def test_the_caller_may_do_nothing_else(
@@ -46,3 +48,17 @@ def test_the_caller_may_do_nothing_else(
 ) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         caller.execute(statement)
+
+
+def test_the_caller_cannot_shadow_our_tables_with_temporary_ones(
+    caller: psycopg.Connection,
+) -> None:
+    # The API runs with its owner's rights; if it looked in the caller's
+    # temporary schema first, this table would let the caller invent a
+    # platform without limits.
+    caller.execute("CREATE TEMP TABLE social_platforms (LIKE pg_class)")
+
+    with pytest.raises(psycopg.Error, match="unknown platform 'myspace'") as e:
+        enqueue(caller, platform="myspace")
+    assert e.value.sqlstate == "SQ422"
+    assert enqueue(caller, platform="x")

@@ -64,13 +64,61 @@ def test_plain_insert_gets_the_same_treatment_as_enqueue(
 def test_enqueue_with_an_existing_idempotency_key_returns_that_post(
     db: psycopg.Connection,
 ) -> None:
-    first = enqueue(db, key="icadence:evt_1", content={"text": "one"})
-    second = enqueue(db, key="icadence:evt_1", content={"text": "different"})
+    at = "2030-01-01T09:00:00Z"
+    first = enqueue(db, key="icadence:evt_1", content={"text": "one"}, at=at)
+    second = enqueue(db, key="icadence:evt_1", content={"text": "one"}, at=at)
 
     assert second == first
     assert count_posts(db) == 1
-    assert post(db, first)["content"] == {"text": "one"}
     assert len(jobs(db, first)) == 1
+    assert events(db, first) == [("enqueue", None, "queued")]
+
+
+def test_enqueue_replay_matches_the_same_instant_in_another_offset(
+    db: psycopg.Connection,
+) -> None:
+    first = enqueue(db, key="k", at="2030-01-01T09:00:00Z")
+    second = enqueue(db, key="k", at="2030-01-01T10:00:00+01:00")
+
+    assert second == first
+
+
+def test_an_idempotency_key_reused_for_another_post_is_refused(
+    db: psycopg.Connection,
+) -> None:
+    first = enqueue(db, key="icadence:evt_1", content={"text": "one"})
+
+    with pytest.raises(psycopg.Error, match="idempotency key icadence:evt_1") as e:
+        enqueue(db, key="icadence:evt_1", content={"text": "different"})
+
+    assert e.value.sqlstate == "SQ409"
+    assert str(first) in str(e.value)
+    assert count_posts(db) == 1
+    assert post(db, first)["content"] == {"text": "one"}
+
+
+def test_an_idempotent_replay_survives_a_reschedule_of_its_post(
+    db: psycopg.Connection,
+) -> None:
+    # The key remembers what was first asked for: iCadence resending the
+    # original event after moving the schedule is still the same post.
+    first = enqueue(db, key="k", at="2030-01-01T09:00:00Z", content={"text": "a"})
+    db.execute(
+        "SELECT social_queue_reschedule(%s, '2030-02-01T09:00:00Z', %s)",
+        (first, Jsonb({"text": "b"})),
+    )
+
+    again = enqueue(db, key="k", at="2030-01-01T09:00:00Z", content={"text": "a"})
+
+    assert again == first
+    assert post(db, first)["content"] == {"text": "b"}
+
+
+def test_an_empty_idempotency_key_is_refused(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error, match="must not be empty") as e:
+        enqueue(db, key="")
+    assert e.value.sqlstate == "SQ422"
+    assert count_posts(db) == 0
 
 
 def test_enqueue_notifies_listeners(db: psycopg.Connection, database_url: str) -> None:

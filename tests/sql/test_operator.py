@@ -161,10 +161,23 @@ def test_cancel_scheduled_finds_posts_by_profile_and_time_or_schedule_id(
     at = "2030-05-01T10:00:00Z"
     by_time = enqueue(db, profile="acme", at=at)
     by_time_other_platform = enqueue(db, profile="acme", platform="linkedin", at=at)
-    by_ref = enqueue(db, profile="acme", at="2030-06-01T10:00:00Z", source_ref="sch_9")
+    by_ref = enqueue(
+        db,
+        profile="acme",
+        at="2030-06-01T10:00:00Z",
+        source="icadence",
+        source_ref="sch_9",
+    )
     other_profile = enqueue(db, profile="globex", at=at)
+    other_schedule = enqueue(
+        db, profile="acme", at=at, source="icadence", source_ref="sch_10"
+    )
     already_out = enqueue(
-        db, profile="acme", at="2000-01-01T00:00:00Z", source_ref="sch_9"
+        db,
+        profile="acme",
+        at="2000-01-01T00:00:00Z",
+        source="icadence",
+        source_ref="sch_9",
     )
     claim(db, already_out)
     db.execute("SELECT social_queue_complete(%s, 1, 'live')", (already_out,))
@@ -184,7 +197,35 @@ def test_cancel_scheduled_finds_posts_by_profile_and_time_or_schedule_id(
     assert result[already_out]["changed"] is False
     assert "it is posted" in result[already_out]["reason"]
     assert post(db, other_profile)["status"] == "queued"
+    assert post(db, other_schedule)["status"] == "queued"
     assert events(db, by_ref)[-1] == ("cancel", "queued", "cancelled")
+
+
+def test_cancel_scheduled_without_a_ref_finds_every_post_at_that_time(
+    db: psycopg.Connection,
+) -> None:
+    at = "2030-05-01T10:00:00Z"
+    with_ref = enqueue(db, profile="acme", at=at, source_ref="sch_1")
+    without = enqueue(db, profile="acme", platform="linkedin", at=at)
+
+    result = rows(db, "SELECT * FROM social_queue_cancel_scheduled('acme', %s)", at)
+
+    assert {r["id"] for r in result} == {with_ref, without}
+    assert all(r["changed"] for r in result)
+
+
+def test_cancel_scheduled_by_ref_keeps_to_its_source(db: psycopg.Connection) -> None:
+    # Another system's reference that happens to look like iCadence's is not
+    # iCadence's schedule.
+    theirs = enqueue(db, at="2030-05-01T10:00:00Z", source="crm", source_ref="sch_1")
+
+    result = rows(
+        db,
+        "SELECT * FROM social_queue_cancel_scheduled('profile-1', NULL, 'sch_1')",
+    )
+
+    assert result == []
+    assert post(db, theirs)["status"] == "queued"
 
 
 def test_cancel_scheduled_needs_a_way_to_find_posts(db: psycopg.Connection) -> None:
@@ -349,3 +390,138 @@ def test_a_raw_update_of_the_time_moves_the_job(db: psycopg.Connection) -> None:
     assert row["scheduled_at"] == datetime(2030, 1, 2, tzinfo=UTC)
     [job] = jobs(db, post_id)
     assert job["scheduled_at"] == row["scheduled_at"]
+
+
+def unknown_outcome(db: psycopg.Connection) -> UUID:
+    post_id = enqueue(db, content={"text": "maybe live"})
+    claim(db, post_id)
+    db.execute(
+        "SELECT social_queue_fail(%s, 1, 'unknown_outcome', 'timeout')", (post_id,)
+    )
+    return post_id
+
+
+def test_a_post_that_may_be_live_is_retried_only_once_checked(
+    db: psycopg.Connection,
+) -> None:
+    post_id = unknown_outcome(db)
+
+    with pytest.raises(psycopg.Error, match="may have published") as e:
+        db.execute("SELECT social_queue_retry(%s::uuid, 'ops:ana')", (post_id,))
+    assert e.value.sqlstate == "SQ409"
+    assert json.loads(e.value.diag.message_detail)["reason"] == "outcome_unchecked"
+    [unchanged] = rows(
+        db, "SELECT * FROM social_queue_retry(ARRAY[%s]::uuid[])", post_id
+    )
+    assert unchanged["changed"] is False
+    assert post(db, post_id)["status"] == "failed"
+
+    retried = call(
+        db,
+        "SELECT * FROM social_queue_retry(%s::uuid, 'ops:ana',"
+        " p_outcome_checked => true)",
+        post_id,
+    )
+    assert retried["status"] == "queued"
+
+
+def test_the_content_of_a_post_that_may_be_live_cannot_be_edited(
+    db: psycopg.Connection,
+) -> None:
+    post_id = unknown_outcome(db)
+
+    with pytest.raises(psycopg.Error, match="may have published the current") as e:
+        db.execute(
+            "SELECT social_queue_reschedule(%s, NULL, %s)",
+            (post_id, Jsonb({"text": "edited"})),
+        )
+
+    assert e.value.sqlstate == "SQ409"
+    assert post(db, post_id)["content"] == {"text": "maybe live"}
+
+
+def test_new_content_drops_the_handles_made_for_the_old(db: psycopg.Connection) -> None:
+    post_id = enqueue(db)
+    claim(db, post_id)
+    db.execute(
+        "SELECT social_queue_save_handle(%s, 1, 'container_id', '\"17890\"')",
+        (post_id,),
+    )
+    db.execute("SELECT social_queue_fail(%s, 1, 'transient', '503')", (post_id,))
+
+    db.execute(
+        "SELECT social_queue_reschedule(%s, NULL, %s)",
+        (post_id, Jsonb({"text": "edited"})),
+    )
+
+    assert post(db, post_id)["handles"] == {}
+    [edit] = rows(
+        db,
+        "SELECT detail FROM social_queue_events WHERE post_id = %s "
+        "AND action = 'reschedule'",
+        post_id,
+    )
+    assert edit["detail"]["content_changed"] is True
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("infinity", "between 2000-01-01 and 9000-01-01"),
+        ("1999-12-31T23:59:59Z", "between 2000-01-01 and 9000-01-01"),
+        ("9999-01-01T00:00:00Z", "between 2000-01-01 and 9000-01-01"),
+    ],
+)
+def test_a_time_no_client_can_read_back_is_refused(
+    db: psycopg.Connection, at: str, message: str
+) -> None:
+    with pytest.raises(psycopg.Error, match=message) as e:
+        enqueue(db, at=at)
+    assert e.value.sqlstate == "SQ422"
+    assert db.execute("SELECT count(*) FROM social_queue").fetchone()[0] == 0
+
+
+def test_pauses_and_resumes_of_platforms_and_accounts_are_recorded(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN social_queue")
+        db.execute("SELECT social_platform_pause('x', 'incident', 'ops:ana')")
+        db.execute("SELECT social_platform_resume('x', 'ops:bob')")
+        db.execute(
+            "SELECT social_profile_pause('acme', 'linkedin', 'asked', 'ops:ana')"
+        )
+        db.execute("SELECT social_profile_resume('acme', 'linkedin', 'ops:ana')")
+        # Resuming an account that is not paused changes nothing.
+        db.execute("SELECT social_profile_resume('acme', 'linkedin', 'ops:ana')")
+        notices = [
+            json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=4)
+        ]
+
+    history = rows(
+        db,
+        "SELECT action, actor, platform, profile_id, reason "
+        "FROM social_control_events ORDER BY id",
+    )
+    assert [tuple(r.values()) for r in history] == [
+        ("pause", "ops:ana", "x", None, "incident"),
+        ("resume", "ops:bob", "x", None, None),
+        ("pause", "ops:ana", "linkedin", "acme", "asked"),
+        ("resume", "ops:ana", "linkedin", "acme", None),
+    ]
+    assert [(n["platform"], n["paused"]) for n in notices] == [
+        ("x", True),
+        ("x", False),
+        ("linkedin", True),
+        ("linkedin", False),
+    ]
+
+
+@pytest.mark.parametrize("profile", ["", "   ", "p" * 201])
+def test_a_profile_pause_needs_a_real_profile(
+    db: psycopg.Connection, profile: str
+) -> None:
+    with pytest.raises(psycopg.Error, match="profile_id") as e:
+        db.execute("SELECT social_profile_pause(%s, 'x')", (profile,))
+    assert e.value.sqlstate == "SQ422"
+    assert rows(db, "SELECT * FROM social_accounts") == []

@@ -204,13 +204,47 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(post_id=posts, action=st.sampled_from(sorted(LEGAL)))
     def operate(self, post_id: UUID, action: str) -> None:
         error = run(self.db, f"SELECT social_queue_{action}(%s::uuid)", post_id)
-        if self.status[post_id] in LEGAL[action]:
+        if action == "retry" and self.may_be_live(post_id):
+            # Nobody said they checked the platform.
+            assert error == "SQ409"
+        elif self.status[post_id] in LEGAL[action]:
             assert error is None
             if action == "retry":
                 self.budget[post_id] = 0
             self.status[post_id] = AFTER[action]
         else:
             assert error == "SQ409"
+
+    @rule(post_id=posts)
+    def retry_after_checking(self, post_id: UUID) -> None:
+        error = run(
+            self.db,
+            "SELECT social_queue_retry(%s::uuid, 'ops:ana', p_outcome_checked => true)",
+            post_id,
+        )
+        if self.status[post_id] in LEGAL["retry"]:
+            assert error is None
+            self.budget[post_id] = 0
+            self.status[post_id] = "queued"
+        else:
+            assert error == "SQ409"
+
+    @rule(post_id=posts)
+    def reconciled_as_not_published(self, post_id: UUID) -> None:
+        error = run(self.db, "SELECT social_queue_requeue_unpublished(%s)", post_id)
+        if not self.may_be_live(post_id):
+            assert error == "SQ409"
+            return
+        assert error is None
+        self.budget[post_id] += 1
+        self.failure[post_id] = "transient"
+        self.status[post_id] = "retrying" if self.budget[post_id] < 2 else "failed"
+
+    def may_be_live(self, post_id: UUID) -> bool:
+        return (
+            self.status[post_id] == "failed"
+            and self.failure[post_id] == "unknown_outcome"
+        )
 
     @rule(post_id=posts)
     def lease_expires(self, post_id: UUID) -> None:
@@ -248,7 +282,10 @@ class QueueMachine(RuleBasedStateMachine):
             "2001-01-01T00:00:00Z" if new_time else None,
             None if new_time else '{"text": "edited"}',
         )
-        if self.status[post_id] in {"queued", "retrying", "paused", "failed"}:
+        if not new_time and self.may_be_live(post_id):
+            # New content would hide what to look for on the platform.
+            assert error == "SQ409"
+        elif self.status[post_id] in {"queued", "retrying", "paused", "failed"}:
             assert error is None
             if new_time and self.status[post_id] == "retrying":
                 self.status[post_id] = "queued"

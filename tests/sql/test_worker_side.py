@@ -138,7 +138,9 @@ def test_a_stale_attempt_cannot_report(db: psycopg.Connection) -> None:
     claim(db, post_id)
     db.execute("UPDATE social_queue SET lease_expires_at = now() - interval '1 s'")
     db.execute("SELECT social_queue_reap_expired()")
-    db.execute("SELECT social_queue_retry(%s::uuid)", (post_id,))
+    db.execute(
+        "SELECT social_queue_retry(%s::uuid, p_outcome_checked => true)", (post_id,)
+    )
     claim(db, post_id, "w2")
 
     with pytest.raises(psycopg.Error, match="attempt 1 no longer holds the claim") as e:
@@ -415,3 +417,121 @@ def test_mark_posted_refuses_a_post_that_failed_for_a_known_reason(
 
     with pytest.raises(psycopg.Error, match="needs it failed with an unknown outcome"):
         db.execute("SELECT social_queue_mark_posted(%s, 'r')", (post_id,))
+
+
+def test_a_report_without_an_attempt_number_is_refused(db: psycopg.Connection) -> None:
+    post_id = enqueue(db)
+    claim(db, post_id)
+
+    for statement in (
+        "SELECT social_queue_complete(%s, NULL, 'r')",
+        "SELECT social_queue_fail(%s, NULL, 'transient', 'x')",
+    ):
+        with pytest.raises(psycopg.Error, match="the attempt number is required") as e:
+            db.execute(statement, (post_id,))
+        assert e.value.sqlstate == "SQ422"
+    assert post(db, post_id)["status"] == "posting"
+
+
+def test_a_retry_after_far_in_the_future_is_capped(db: psycopg.Connection) -> None:
+    # A Retry-After read in milliseconds as seconds must not park a post for
+    # a month.
+    post_id = enqueue(db)
+    claim(db, post_id)
+
+    failed = fail(
+        db, post_id, 1, "rate_limited", retry_at=datetime.now(UTC) + timedelta(days=40)
+    )
+
+    wait = failed["next_attempt_at"] - failed["updated_at"]
+    assert timedelta(days=2) - timedelta(seconds=5) < wait <= timedelta(days=2)
+
+
+def test_a_retry_after_in_the_past_is_ignored(db: psycopg.Connection) -> None:
+    db.execute("UPDATE social_queue_settings SET backoff_jitter = 0")
+    post_id = enqueue(db)
+    claim(db, post_id)
+
+    failed = fail(
+        db, post_id, 1, "transient", retry_at=datetime.now(UTC) - timedelta(hours=1)
+    )
+
+    wait = failed["next_attempt_at"] - failed["updated_at"]
+    assert timedelta(seconds=14) < wait <= timedelta(seconds=15)
+
+
+def test_rate_limits_in_a_row_without_a_reset_time_wait_longer_each_time(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("UPDATE social_queue_settings SET backoff_jitter = 0")
+    post_id = enqueue(db)
+    waits = []
+    for attempt in (1, 2, 3):
+        db.execute("UPDATE social_accounts SET rate_limited_until = NULL")
+        make_due(db, post_id)
+        claim(db, post_id)
+        failed = fail(db, post_id, attempt, "rate_limited", http_status=429)
+        waits.append(failed["next_attempt_at"] - failed["updated_at"])
+
+    assert [round(w.total_seconds()) for w in waits] == [15, 30, 60]
+    assert post(db, post_id)["budget_used"] == 0
+
+
+def test_requeue_unpublished_retries_a_lost_attempt_from_its_budget(
+    db: psycopg.Connection,
+) -> None:
+    post_id = enqueue(db)
+    claim(db, post_id)
+    fail(db, post_id, 1, "unknown_outcome", "worker lost")
+
+    requeued = call(db, "SELECT * FROM social_queue_requeue_unpublished(%s)", post_id)
+
+    assert requeued["status"] == "retrying"
+    assert requeued["budget_used"] == 1
+    assert requeued["error_kind"] == "transient"
+    assert "did not publish" in requeued["last_error"]
+    assert jobs(db, post_id)[-1]["scheduled_at"] == requeued["next_attempt_at"]
+    assert events(db, post_id)[-1] == ("requeue", "failed", "retrying")
+
+
+def test_requeue_unpublished_gives_up_when_the_budget_is_spent(
+    db: psycopg.Connection,
+) -> None:
+    # A post that kills its worker every time must stop, not loop forever.
+    db.execute("UPDATE social_queue_settings SET max_attempts = 1")
+    post_id = enqueue(db)
+    claim(db, post_id)
+    fail(db, post_id, 1, "unknown_outcome", "worker lost")
+
+    settled = call(db, "SELECT * FROM social_queue_requeue_unpublished(%s)", post_id)
+
+    assert settled["status"] == "failed"
+    assert settled["error_kind"] == "transient"
+    assert settled["last_error"].startswith("gave up after 1 attempts")
+    assert events(db, post_id)[-1] == ("requeue", "failed", "failed")
+
+
+@pytest.mark.parametrize("kind", ["invalid", "transient"])
+def test_requeue_unpublished_needs_an_unknown_outcome(
+    db: psycopg.Connection, kind: str
+) -> None:
+    post_id = enqueue(db)
+    claim(db, post_id)
+    db.execute("UPDATE social_queue_settings SET max_attempts = 1")
+    fail(db, post_id, 1, kind)
+
+    with pytest.raises(psycopg.Error, match="failed with an unknown outcome") as e:
+        db.execute("SELECT social_queue_requeue_unpublished(%s)", (post_id,))
+    assert e.value.sqlstate == "SQ409"
+
+
+def test_the_settings_row_cannot_be_deleted(db: psycopg.Connection) -> None:
+    for statement in (
+        "DELETE FROM social_queue_settings",
+        "TRUNCATE social_queue_settings",
+    ):
+        with pytest.raises(psycopg.Error, match="keeps exactly one row") as e:
+            db.execute(statement)
+        assert e.value.sqlstate == "SQ422"
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("UPDATE social_queue_settings SET backoff_jitter = 1")

@@ -8,7 +8,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.web.helpers import AUTH, TOKEN, fail, insert_post, publish
+from tests.web.helpers import AUTH, TOKEN, fail, insert_post, make_due, publish
 
 LIST = "/api/ops/social-queue"
 # A post id no test creates (test ids must not change between runs).
@@ -222,6 +222,59 @@ async def test_an_illegal_transition_is_409_with_the_reason(
     error = response.json()["error"]
     assert error["code"] == "illegal_transition"
     assert f"cannot cancel post {post_id}: it is posted" in error["message"]
+
+
+def may_be_live(db: psycopg.Connection) -> str:
+    """A post whose last attempt timed out after it was sent."""
+    post_id = insert_post(db)
+    make_due(db, post_id)
+    db.execute("SELECT social_queue_claim(%s, 'w1')", (post_id,))
+    db.execute(
+        "SELECT social_queue_fail(%s, 1, 'unknown_outcome', 'timed out')", (post_id,)
+    )
+    return post_id
+
+
+async def test_a_post_that_may_be_live_is_retried_only_with_outcome_checked(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    post_id = may_be_live(db)
+    retry = f"{LIST}/{post_id}/retry"
+
+    blind = await client.post(retry, headers=AUTH)
+    unchecked = await client.post(retry, json={"outcome_checked": False}, headers=AUTH)
+    wrong_type = await client.post(retry, json={"outcome_checked": "yes"}, headers=AUTH)
+    checked = await client.post(retry, json={"outcome_checked": True}, headers=AUTH)
+
+    assert blind.status_code == unchecked.status_code == 409
+    assert "may have published" in blind.json()["error"]["message"]
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["error"]["field"] == "outcome_checked"
+    assert checked.status_code == 200
+    assert checked.json()["post"]["status"] == "queued"
+
+
+async def test_bulk_retry_leaves_posts_that_may_be_live_unless_checked(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    post_id = may_be_live(db)
+    body = {"action": "retry", "ids": [post_id]}
+
+    blind = await client.post(f"{LIST}/bulk", json=body, headers=AUTH)
+    checked = await client.post(
+        f"{LIST}/bulk", json=body | {"outcome_checked": True}, headers=AUTH
+    )
+    misplaced = await client.post(
+        f"{LIST}/bulk",
+        json={"action": "cancel", "ids": [post_id], "outcome_checked": True},
+        headers=AUTH,
+    )
+
+    [refused] = blind.json()["results"]
+    assert not refused["changed"] and "may have published" in refused["reason"]
+    [retried] = checked.json()["results"]
+    assert retried["changed"] and retried["status"] == "queued"
+    assert misplaced.status_code == 422
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "retry", "cancel"])

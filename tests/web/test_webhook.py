@@ -111,6 +111,25 @@ async def test_same_schedule_under_a_new_event_id_is_not_posted_twice(
     assert count_posts(db) == 1
 
 
+async def test_same_schedule_with_other_content_is_a_conflict_not_a_silent_drop(
+    deliver: Deliver, db: psycopg.Connection
+) -> None:
+    first = await deliver(posted_event("evt_1"))
+
+    second = await deliver(posted_event("evt_2", content={"text": "edited"}))
+
+    assert second.status_code == 409
+    error = second.json()["error"]
+    assert error["code"] == "schedule_conflict"
+    assert error["field"] == "data.scheduleId"
+    assert first.json()["post"]["id"] in error["message"]
+    assert "schedule.updated" in error["message"]
+    assert count_posts(db) == 1
+    # Nothing of the refused event was kept: a corrected redelivery is new.
+    again = await deliver(posted_event("evt_2"))
+    assert again.json()["result"] == "already_enqueued"
+
+
 async def test_one_schedule_on_two_platforms_makes_two_posts(
     deliver: Deliver, db: psycopg.Connection
 ) -> None:
