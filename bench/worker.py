@@ -3,7 +3,9 @@
     python -m bench.worker [--posts 5000] [--concurrency 50] [--latency 0.1]
 
 (a) Idle lateness: posts scheduled a few seconds ahead on an idle system;
-    lateness is the attempt's start minus the post's due time.
+    lateness is the attempt's start minus the post's due time. The baseline
+    is the original proposal's poller (every 5 s, take 10 due posts) run on
+    the same schedule, lateness being when it picks each post up.
 (b) Burst: N posts due at the same instant, a fake platform answering in
     `latency` seconds. Drain time and lateness percentiles for
     - Social Queue: one `social-queue worker` process;
@@ -214,23 +216,31 @@ def procrastinate_ceiling(
             worker.wait(30)
 
 
-def original_algorithm(
-    server: str, sandbox: str, seconds: float, latency: float
-) -> dict:
-    """Every 5 s, take 10 due posts and publish each in turn; measure a window."""
-    with scratch_database(server) as url, psycopg.connect(url, autocommit=True) as conn:
-        enqueue_at(conn, 1000, [0.0] * 1000)
-        started = time.monotonic()
-        published = 0
-        ticks = 0
-        client = httpx.Client(timeout=10)
-        while time.monotonic() - started < seconds:
+def original_poll(
+    conn: psycopg.Connection,
+    sandbox: str,
+    *,
+    seconds: float = float("inf"),
+    posts: int | None = None,
+) -> tuple[int, list[float]]:
+    """The original proposal's loop: every 5 s, take 10 due posts and publish
+    each in turn. Runs for `seconds` or until `posts` are published; returns
+    the ticks it ran and each post's lateness (pick-up time minus due time)."""
+    started = time.monotonic()
+    published: list[float] = []
+    ticks = 0
+    with httpx.Client(timeout=10) as client:
+        while time.monotonic() - started < seconds and (
+            posts is None or len(published) < posts
+        ):
             tick = time.monotonic()
             batch = conn.execute(
-                "SELECT id, content->>'text' FROM social_queue WHERE status = 'queued' "
+                "SELECT id, content->>'text', "
+                "extract(epoch FROM clock_timestamp() - scheduled_at) "
+                "FROM social_queue WHERE status = 'queued' "
                 "AND scheduled_at <= now() ORDER BY scheduled_at LIMIT 10"
             ).fetchall()
-            for post_id, text in batch:
+            for post_id, text, late in batch:
                 client.post(
                     f"{sandbox}/facebook/v23.0/{PAGE_ID}/feed",
                     data={"message": text},
@@ -241,11 +251,26 @@ def original_algorithm(
                     "posted_at = now(), remote_id = 'baseline' WHERE id = %s",
                     (post_id,),
                 )
-                published += 1
+                published.append(float(late))
             ticks += 1
             time.sleep(max(0.0, 5.0 - (time.monotonic() - tick)))
-        client.close()
-        return {"per_tick": published / ticks}
+    return ticks, published
+
+
+def original_idle_lateness(server: str, sandbox: str, posts: int) -> list[float]:
+    """The original poller over the same schedule as `idle_lateness`."""
+    with scratch_database(server) as url, psycopg.connect(url, autocommit=True) as conn:
+        enqueue_at(conn, posts, [3 + n * 0.25 for n in range(posts)])
+        _, late = original_poll(conn, sandbox, posts=posts, seconds=120)
+        return late
+
+
+def original_algorithm(server: str, sandbox: str, seconds: float) -> dict:
+    """The original loop over a backlog of due posts, for `seconds`."""
+    with scratch_database(server) as url, psycopg.connect(url, autocommit=True) as conn:
+        enqueue_at(conn, 1000, [0.0] * 1000)
+        ticks, published = original_poll(conn, sandbox, seconds=seconds)
+        return {"per_tick": len(published) / ticks}
 
 
 def measure(
@@ -262,9 +287,10 @@ def measure(
     state = SandboxState(latency=latency)
     with serve_in_thread(create_app([UnlimitedFacebook], state)) as sandbox:
         idle = idle_lateness(server, sandbox, idle_posts)
+        original_idle = original_idle_lateness(server, sandbox, idle_posts)
         drain, late = burst(server, sandbox, posts, concurrency)
         ceiling_drain, ceiling_late = procrastinate_ceiling(server, posts, concurrency)
-        original = original_algorithm(server, sandbox, baseline_seconds, latency)
+        original = original_algorithm(server, sandbox, baseline_seconds)
 
     # The original takes `per_tick` posts every 5 s: post k waits k // per_tick ticks.
     per_tick = original["per_tick"]
@@ -276,6 +302,7 @@ def measure(
         "latency": latency,
         "idle": percentiles(idle),
         "idle_count": len(idle),
+        "original_idle": percentiles(original_idle),
         "engines": {
             "Social Queue worker": (drain, percentiles(late)),
             "procrastinate no-op (ceiling)": (
@@ -306,11 +333,12 @@ def main() -> None:
         args.latency,
         args.baseline_seconds,
     )
-    p50, p95, p99 = result["idle"]
-    print(
-        f"idle lateness over {result['idle_count']} posts (s): p50 {p50:.3f} "
-        f"p95 {p95:.3f} p99 {p99:.3f}"
-    )
+    for name, key in (("Social Queue", "idle"), ("original", "original_idle")):
+        p50, p95, p99 = result[key]
+        print(
+            f"idle lateness over {result['idle_count']} posts, {name} (s): "
+            f"p50 {p50:.3f} p95 {p95:.3f} p99 {p99:.3f}"
+        )
     print(
         f"burst of {args.posts} posts, platform latency {args.latency * 1000:.0f} ms, "
         f"concurrency {args.concurrency}"

@@ -212,6 +212,16 @@ ERROR = obj(
 )
 
 
+def optional_body(properties: dict[str, Schema]) -> Schema:
+    """A JSON object body that may be left out, all of its fields optional."""
+    return {
+        "required": False,
+        "content": {
+            "application/json": {"schema": {"type": "object", "properties": properties}}
+        },
+    }
+
+
 def _post_id() -> Schema:
     return {"name": "id", "in": "path", "required": True, "schema": UUID}
 
@@ -239,17 +249,7 @@ def _action(action: str, summary: str) -> Schema:
         },
     }
     if action == "retry":
-        operation["requestBody"] = {
-            "required": False,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"outcome_checked": OUTCOME_CHECKED},
-                    }
-                }
-            },
-        }
+        operation["requestBody"] = optional_body({"outcome_checked": OUTCOME_CHECKED})
         operation["responses"].update(errors(400, 413))
     return {"post": operation}
 
@@ -270,17 +270,9 @@ def _platform_action(action: str, with_reason: bool) -> Schema:
         },
     }
     if with_reason:
-        operation["requestBody"] = {
-            "required": False,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"reason": {"type": "string", "maxLength": 500}},
-                    }
-                }
-            },
-        }
+        operation["requestBody"] = optional_body(
+            {"reason": {"type": "string", "maxLength": 500}}
+        )
     return {"post": operation}
 
 

@@ -68,7 +68,7 @@ MIX = {
 WEBHOOK_POSTS = 300
 PROFILES = 25
 CHAOS_SECONDS = 45.0
-SETTLE_SECONDS = 180.0
+SETTLE_SECONDS = 300.0
 # The fakes' quotas, lifted: the suite is about faults, not daily limits.
 UNLIMITED = {
     "tweet_limit": 10**9,
@@ -152,7 +152,7 @@ def workers(
         **sandbox.env(),
         "DATABASE_URL": pg_server.database_url(dbname),
         "SOCIAL_WORKER_POLL_MS": "1000",
-        "SOCIAL_WORKER_CONCURRENCY": "10",
+        "SOCIAL_WORKER_CONCURRENCY": "20",
         "LOG_LEVEL": "WARNING",
     }
     pool = Workers(env, tmp_path)
