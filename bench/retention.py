@@ -8,7 +8,7 @@ history grows, grows the history to `--large` rows and measures them again:
 
 - `social_queue_claim_due(worker, 1)`: what a polling system calls;
 - `social_queue_claim(id, worker)`: what each publish job calls;
-- the ops list's first page (`app.queue.list_posts`), unfiltered, filtered
+- the ops list's first page (`app.posts.list_posts`), unfiltered, filtered
   by status `failed`, and by platform;
 - one batch of `social_queue_prune` (1,000 posts), for the record.
 
@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from app import queue
+from app import posts
 from app.config import Settings
 from app.database import database_url
 from bench.worker import scratch_database
@@ -104,13 +104,13 @@ async def timed_async(repeat: int, call: Callable[[], Awaitable[object]]) -> flo
 async def list_pages(url: str, repeat: int) -> dict[str, float]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         filters = {
-            "ops list, first page": queue.PostFilter(),
-            "ops list, status failed": queue.PostFilter(statuses=("failed",)),
-            "ops list, platform x": queue.PostFilter(platforms=("x",)),
+            "ops list, first page": posts.PostFilter(),
+            "ops list, status failed": posts.PostFilter(statuses=("failed",)),
+            "ops list, platform x": posts.PostFilter(platforms=("x",)),
         }
         return {
             name: await timed_async(
-                repeat, lambda where=where: queue.list_posts(conn, where, limit=50)
+                repeat, lambda where=where: posts.list_posts(conn, where, limit=50)
             )
             for name, where in filters.items()
         }

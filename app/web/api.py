@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import queue
+from app import posts, queue
 from app.web.auth import protected
 from app.web.errors import ApiError, invalid
 from app.web.webhook import read_body
@@ -52,8 +52,8 @@ def _json_default(value: Any) -> Any:
 async def list_posts(request: Request) -> Response:
     params = request.query_params
     async with request.app.state.pool.connection() as conn:
-        where = queue.PostFilter(
-            statuses=_choices(params.get("status"), queue.STATUSES, "status"),
+        where = posts.PostFilter(
+            statuses=_choices(params.get("status"), posts.STATUSES, "status"),
             platforms=_choices(
                 params.get("platform"), await _platform_names(conn), "platform"
             ),
@@ -62,8 +62,8 @@ async def list_posts(request: Request) -> Response:
         )
         limit = _limit(params.get("limit"))
         cursor = params.get("cursor")
-        after = queue.Cursor.decode(cursor) if cursor else None
-        page = await queue.list_posts(conn, where, limit=limit, after=after)
+        after = posts.Cursor.decode(cursor) if cursor else None
+        page = await posts.list_posts(conn, where, limit=limit, after=after)
     return ApiResponse({"items": page.items, "next_cursor": page.next_cursor})
 
 
@@ -71,7 +71,7 @@ async def list_posts(request: Request) -> Response:
 async def get_post(request: Request) -> Response:
     post_id = _uuid(request.path_params["id"], "id")
     async with request.app.state.pool.connection() as conn:
-        return ApiResponse(await queue.get_post(conn, post_id))
+        return ApiResponse(await posts.get_post(conn, post_id))
 
 
 def _action(action: queue.Action) -> Route:

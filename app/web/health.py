@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import migrations, queue
+from app import migrations, posts, queue
 from app.web.api import ApiResponse
 from app.web.auth import protected
 from tasks.accounts import ENV_ACCOUNTS
@@ -87,7 +87,7 @@ async def integrations_status(request: Request) -> Response:
                         for c in counts
                         if c["platform"] == name and c["status"] == status
                     )
-                    for status in queue.STATUSES
+                    for status in posts.STATUSES
                 },
                 "last_success_at": successes.get(name),
                 "last_error": failure

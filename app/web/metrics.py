@@ -41,7 +41,7 @@ from psycopg.rows import dict_row
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.queue import STATUSES
+from app.posts import STATUSES
 from app.web.auth import protected
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app import queue
+from app import posts, queue
 from app.config import PLATFORMS
 
 Schema = dict[str, Any]
@@ -130,7 +130,7 @@ PLATFORM = obj(
         "paused_by": nullable(STRING),
     }
 )
-COUNTS = obj({status: {"type": "integer"} for status in queue.STATUSES})
+COUNTS = obj({status: {"type": "integer"} for status in posts.STATUSES})
 INTEGRATION = obj(
     {
         "platform": STRING,
@@ -289,7 +289,7 @@ LIST_PARAMETERS = [
     {
         "name": "status",
         "in": "query",
-        "description": "Comma-separated statuses: " + ", ".join(queue.STATUSES),
+        "description": "Comma-separated statuses: " + ", ".join(posts.STATUSES),
         "schema": STRING,
     },
     {
@@ -500,7 +500,7 @@ SPEC: Schema = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Status": {"enum": list(queue.STATUSES)},
+            "Status": {"enum": list(posts.STATUSES)},
             "ErrorKind": {
                 "enum": [
                     "transient",

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app import queue
+from app import posts
 from app.exceptions import InvalidInput, PostNotFound
 from app.web import login, ops_actions, templating
 from app.web.live import Changes, LiveFeed, Message
@@ -49,7 +49,7 @@ async def posts_page(request: Request) -> Response:
     except InvalidInput:
         after = None
     async with request.app.state.pool.connection() as conn:
-        page = await queue.list_posts(
+        page = await posts.list_posts(
             conn, filters.post_filter(), limit=PAGE_SIZE, after=after
         )
         shared = await shared_context(request.app, conn)
@@ -77,7 +77,7 @@ async def post_page(request: Request) -> Response:
     post_id = _uuid(request.path_params["id"])
     async with request.app.state.pool.connection() as conn:
         try:
-            found = await queue.get_post(conn, post_id)
+            found = await posts.get_post(conn, post_id)
         except PostNotFound:
             raise HTTPException(404, "no such post") from None
     context = page_context(
@@ -179,8 +179,8 @@ def _targets(request: Request, element_id: str) -> bool:
     return request.headers.get("hx-target") == element_id
 
 
-def _cursor(raw: str | None) -> queue.Cursor | None:
-    return queue.Cursor.decode(raw) if raw else None
+def _cursor(raw: str | None) -> posts.Cursor | None:
+    return posts.Cursor.decode(raw) if raw else None
 
 
 def _uuid(raw: str) -> UUID:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from app import queue
+from app import posts, queue
 from app.exceptions import IllegalTransition, InvalidInput, PostNotFound
 from app.web import templating
 from app.web.login import flash, is_htmx, login_required
@@ -73,7 +73,7 @@ async def act(request: Request) -> Response:
         except PostNotFound:
             raise HTTPException(404, "no such post") from None
         except (IllegalTransition, InvalidInput) as error:
-            found = await queue.posts_by_id(conn, [post_id])
+            found = await posts.posts_by_id(conn, [post_id])
             if not found:
                 raise HTTPException(404, "no such post") from None
             post = found[0]
@@ -159,7 +159,7 @@ async def bulk(request: Request) -> Response:
             total = (
                 len(set(ids))
                 if scope == "selected"
-                else await queue.count_posts(conn, filters.post_filter())
+                else await posts.count_posts(conn, filters.post_filter())
             )
             panel = {
                 "ask": True,
@@ -173,12 +173,12 @@ async def bulk(request: Request) -> Response:
             return _bulk_panel(request, panel)
 
         if scope == "matching":
-            ids = await queue.post_ids(conn, filters.post_filter(), MAX_BULK_POSTS)
+            ids = await posts.post_ids(conn, filters.post_filter(), MAX_BULK_POSTS)
         skipped_unknown = 0
         if action == "retry":
             unknown = {
                 p["id"]
-                for p in await queue.posts_by_id(conn, ids)
+                for p in await posts.posts_by_id(conn, ids)
                 if p["status"] == "failed" and p["error_kind"] == "unknown_outcome"
             }
             skipped_unknown = len(unknown)

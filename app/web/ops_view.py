@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from app import queue
+from app import posts, queue
 from app.web import templating
 from app.web.health import integration_mode
 from app.web.live import Changes, Message
@@ -55,7 +55,7 @@ class Filters:
         status, a malformed date) rather than failing a shared link."""
         status = str(params.get("status") or "")
         return cls(
-            status=status if status in queue.STATUSES else "",
+            status=status if status in posts.STATUSES else "",
             platform=_short(params.get("platform")).lower(),
             profile=_short(params.get("profile")),
             q=_short(params.get("q")),
@@ -63,8 +63,8 @@ class Filters:
             until=_date(params.get("to")),
         )
 
-    def post_filter(self) -> queue.PostFilter:
-        return queue.PostFilter(
+    def post_filter(self) -> posts.PostFilter:
+        return posts.PostFilter(
             statuses=(self.status,) if self.status else (),
             platforms=(self.platform,) if self.platform else (),
             profile_id=self.profile or None,
@@ -113,7 +113,7 @@ class CountsCache:
         self, conn: AsyncConnection, *, fresh: bool = False
     ) -> dict[str, int]:
         if fresh or time.monotonic() - self._at > self.ttl:
-            counts = dict.fromkeys(queue.STATUSES, 0)
+            counts = dict.fromkeys(posts.STATUSES, 0)
             for row in await queue.stats(conn):
                 counts[str(row["status"])] += row["posts"]
             self._counts, self._at = counts, time.monotonic()
@@ -140,7 +140,7 @@ async def shared_context(app: Starlette, conn: AsyncConnection) -> dict[str, Any
     return {
         "counts": await counts_cache(app).get(conn),
         "platforms": await queue.platforms(conn),
-        "statuses": queue.STATUSES,
+        "statuses": posts.STATUSES,
         "allowed": ALLOWED,
     }
 
@@ -165,7 +165,7 @@ async def render_changes(app: Starlette, changes: Changes) -> list[Message]:
     messages: list[Message] = []
     async with app.state.pool.connection() as conn:
         if changes.post_ids:
-            for post in await queue.posts_by_id(conn, list(changes.post_ids)):
+            for post in await posts.posts_by_id(conn, list(changes.post_ids)):
                 html = templating.render(
                     app, "posts.html", {"post": post, "allowed": ALLOWED}, "row"
                 )
@@ -175,7 +175,7 @@ async def render_changes(app: Starlette, changes: Changes) -> list[Message]:
             html = templating.render(
                 app,
                 "posts.html",
-                {"counts": counts, "statuses": queue.STATUSES},
+                {"counts": counts, "statuses": posts.STATUSES},
                 "counts",
             )
             messages.append(Message("counts", html.strip()))

@@ -1,7 +1,8 @@
 """The web process's own settings, read from the environment.
 
-TODO: these belong in `app.config.Settings` once the lead merges them there;
-until then they are read here so that the web layer owns its validation.
+Kept apart from `app.config.Settings`, which every process reads: only the
+web process needs these secrets, and it validates them itself (refusing to
+start in production without them).
 """
 
 from __future__ import annotations
