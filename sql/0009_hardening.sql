@@ -321,6 +321,31 @@ COMMENT ON FUNCTION social_queue_claim(uuid, text) IS
 'An attempt row is opened. The lease lasts social_queue_settings.lease_duration. '
 'Raises SQ404 for an unknown id.';
 
+-- Whether a platform, or one account on it, is held back now (paused, or
+-- rate limited). A PL/pgSQL function, which the planner never inlines, so
+-- that social_queue_claim_due stays an ordered walk of the due index that
+-- stops at its limit. As anti-joins, the planner read every due post and
+-- sorted them whenever its statistics said few were due: with millions of
+-- posted rows, ANALYZE's sample holds almost no waiting ones, and a claim
+-- took 1.5 ms instead of 0.7 with a thousand posts due.
+CREATE FUNCTION social_queue__held_back(p_platform text, p_profile_id text)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM social_platforms p
+                    WHERE p.platform = p_platform AND p.paused)
+        OR EXISTS (SELECT FROM social_accounts a
+                    WHERE a.profile_id = p_profile_id AND a.platform = p_platform
+                      AND (a.paused OR a.rate_limited_until > now()));
+END;
+$$;
+
+COMMENT ON FUNCTION social_queue__held_back(text, text) IS
+'Internal. True when platform p_platform is paused, or the account of '
+'p_profile_id on it is paused or rate limited now.';
+
 CREATE OR REPLACE FUNCTION social_queue_claim_due(p_worker text, p_limit integer DEFAULT 1,
                                                   p_platforms text[] DEFAULT NULL)
     RETURNS SETOF social_queue
@@ -343,11 +368,7 @@ BEGIN
         SELECT q.* FROM social_queue q
          WHERE q.status IN ('queued', 'retrying') AND q.next_attempt_at <= now()
            AND (p_platforms IS NULL OR q.platform = ANY (p_platforms))
-           AND NOT EXISTS (SELECT FROM social_platforms p
-                            WHERE p.platform = q.platform AND p.paused)
-           AND NOT EXISTS (SELECT FROM social_accounts a
-                            WHERE a.profile_id = q.profile_id AND a.platform = q.platform
-                              AND (a.paused OR a.rate_limited_until > now()))
+           AND NOT social_queue__held_back(q.platform, q.profile_id)
          ORDER BY q.next_attempt_at
          LIMIT p_limit
            FOR UPDATE OF q SKIP LOCKED
@@ -1132,11 +1153,7 @@ BEGIN
            AND q.next_attempt_at < now() - p_grace
            AND NOT EXISTS (SELECT FROM procrastinate_jobs j
                             WHERE j.queueing_lock = q.id::text AND j.status = 'todo')
-           AND NOT EXISTS (SELECT FROM social_platforms p
-                            WHERE p.platform = q.platform AND p.paused)
-           AND NOT EXISTS (SELECT FROM social_accounts a
-                            WHERE a.profile_id = q.profile_id AND a.platform = q.platform
-                              AND (a.paused OR a.rate_limited_until > now()))
+           AND NOT social_queue__held_back(q.platform, q.profile_id)
          ORDER BY q.next_attempt_at
          LIMIT p_limit
            FOR UPDATE OF q SKIP LOCKED

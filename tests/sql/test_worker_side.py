@@ -535,3 +535,21 @@ def test_the_settings_row_cannot_be_deleted(db: psycopg.Connection) -> None:
         assert e.value.sqlstate == "SQ422"
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute("UPDATE social_queue_settings SET backoff_jitter = 1")
+
+
+def test_claim_due_passes_over_held_back_accounts_to_the_next_due_post(
+    db: psycopg.Connection,
+) -> None:
+    paused = enqueue(db, profile="paused", at="2020-01-01T00:00:00Z")
+    limited = enqueue(db, profile="limited", at="2020-01-02T00:00:00Z")
+    free = enqueue(db, profile="free", at="2020-01-03T00:00:00Z")
+    db.execute("SELECT social_profile_pause('paused', 'x')")
+    db.execute(
+        "INSERT INTO social_accounts (profile_id, platform, rate_limited_until) "
+        "VALUES ('limited', 'x', now() + interval '1 hour')"
+    )
+
+    claimed = rows(db, "SELECT id FROM social_queue_claim_due('w', 1)")
+
+    assert [r["id"] for r in claimed] == [free]
+    assert post(db, paused)["status"] == post(db, limited)["status"] == "queued"
