@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from app import account_command, logs, migrations
+from app import account_command, logs, migrations, send_event
 from app.config import Settings
 from app.database import database_url
 from app.exceptions import SocialQueueError
@@ -154,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=cmd_dev)
 
     account_command.add_parser(commands)
+    send_event.add_parser(commands)
 
     hashing = commands.add_parser(
         "hash-password",

@@ -51,6 +51,8 @@ def sandbox_environment(
     env["DATABASE_URL"] = conninfo_url
     env.setdefault("SOCIAL_QUEUE_SECRET_KEY", secrets.token_urlsafe(32))
     env.setdefault("OPS_API_TOKEN", f"dev:{secrets.token_urlsafe(24)}")
+    # So that `social-queue send-event` can deliver signed events locally.
+    env.setdefault("ICADENCE_WEBHOOK_SECRET", f"whsec_dev_{secrets.token_hex(16)}")
     if not (env.get("OPS_USERS") or env.get("OPS_PASSWORD")):
         # A login for the local user, made fresh each run and printed below.
         env["OPS_PASSWORD"] = secrets.token_urlsafe(12)
@@ -153,6 +155,8 @@ def run(
         f"  login        {_login(env)}\n"
         f"  JSON API     {web}/api/ops/social-queue  "
         f"(Authorization: Bearer {_api_bearer(env['OPS_API_TOKEN'])})\n"
+        f"  webhook      {web}/webhooks/icadence\n"
+        f"               try: {_send_event_hint(os.environ, env)}\n"
         f"  sandbox      {sandbox_url}/\n"
         f"  database     {url}\n",
         flush=True,
@@ -182,6 +186,15 @@ def run(
         n for n, c in children.items() if c.returncode not in (0, -signal.SIGTERM)
     ]
     return 1 if failed and not stopping.is_set() else 0
+
+
+def _send_event_hint(base: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """How to deliver a signed event; shows the secret only if dev made it
+    (a secret of the user's own environment is never printed)."""
+    command = "social-queue send-event docs/examples/schedule-posted.json"
+    if base.get("ICADENCE_WEBHOOK_SECRET"):
+        return command
+    return f"ICADENCE_WEBHOOK_SECRET={env['ICADENCE_WEBHOOK_SECRET']} {command}"
 
 
 def _login(env: Mapping[str, str]) -> str:
