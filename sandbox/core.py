@@ -95,7 +95,9 @@ class SandboxState:
 
     `failure_rate` (0 to 1) is the share of create requests answered with an
     injected failure, drawn from a `random.Random(seed)`, so a seeded sandbox
-    fails the same requests every run.
+    fails the same requests every run. `listing_lag` is how many seconds a
+    new post takes to appear in the fakes' lists of recent posts (X's
+    timeline, a Page's posts, an author's posts), as real timelines lag.
     """
 
     def __init__(
@@ -103,8 +105,10 @@ class SandboxState:
         latency: float = 0.0,
         failure_rate: float = 0.0,
         seed: int | None = None,
+        listing_lag: float = 0.0,
     ) -> None:
         self.latency = latency
+        self.listing_lag = listing_lag
         self.failure_rate = check_failure_rate(failure_rate)
         self.rng = random.Random(seed)
         # (platform, method, path, status) of each injected failure.
@@ -152,6 +156,10 @@ class SandboxState:
     def publish(self, platform: str, item: dict[str, Any]) -> None:
         with self._lock:
             self.published.setdefault(platform, []).append(item)
+
+    def listed_from(self) -> float:
+        """When a post created now shows in lists of recent posts (epoch s)."""
+        return time.time() + self.listing_lag
 
     def published_on(self, platform: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -167,9 +167,10 @@ class FacebookFake(FakePlatform):
             "link": link,
             "photos": fbids,
             "created": time.time(),
+            "listed_from": self.state.listed_from(),
         }
         self.posts.append(post)
-        self.state.publish(self.name, {k: v for k, v in post.items() if k != "created"})
+        self.state.publish(self.name, _public(post))
         return JSONResponse({"id": post["id"]}, headers=usage)
 
     async def photo(self, request: Request) -> Response:
@@ -209,11 +210,10 @@ class FacebookFake(FakePlatform):
             "description": body.get("description", ""),
             "file_url": file_url,
             "created": time.time(),
+            "listed_from": self.state.listed_from(),
         }
         self.videos.append(video)
-        self.state.publish(
-            self.name, {k: v for k, v in video.items() if k != "created"}
-        )
+        self.state.publish(self.name, _public(video))
         return JSONResponse({"id": video["id"]}, headers=usage)
 
     # -- reading ---------------------------------------------------------------
@@ -236,8 +236,11 @@ class FacebookFake(FakePlatform):
         limit = min(int(params.get("limit", 25)), 100)
         offset = int(params.get("after") or 0)
         fields = params.get("fields", "id").split(",")
+        now = time.time()
         matching = [
-            i for i in reversed(items) if i["page"] == page and i["created"] >= since
+            i
+            for i in reversed(items)
+            if i["page"] == page and i["created"] >= since and i["listed_from"] <= now
         ]
         chunk = matching[offset : offset + limit]
         data = []
@@ -252,3 +255,8 @@ class FacebookFake(FakePlatform):
         if offset + limit < len(matching):
             body["paging"] = {"cursors": {"after": str(offset + limit)}}
         return JSONResponse(body, headers=usage)
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows of a post or video, without the fake's own times."""
+    return {k: v for k, v in item.items() if k not in ("created", "listed_from")}

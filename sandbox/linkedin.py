@@ -71,6 +71,8 @@ class LinkedInFake(FakePlatform):
         super().__init__(state)
         self.ids = itertools.count(7_100_000_000_000_000_000)
         self.posts: dict[str, dict[str, Any]] = {}
+        # When each post shows in an author's posts (SandboxState.listing_lag).
+        self.listed_from: dict[str, float] = {}
         self.images: dict[str, dict[str, Any]] = {}
         self.videos: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, tuple[str, int]] = {}
@@ -166,6 +168,7 @@ class LinkedInFake(FakePlatform):
         self.daily[(author, day)] = self.daily.get((author, day), 0) + 1
         post = {**body, "id": urn, "createdAt": int(time.time() * 1000)}
         self.posts[urn] = post
+        self.listed_from[urn] = self.state.listed_from()
         self.state.publish(
             self.name,
             {
@@ -227,8 +230,13 @@ class LinkedInFake(FakePlatform):
         if params.get("q") != "author" or "author" not in params:
             return error(400, "q=author and author are required")
         start, count = int(params.get("start", 0)), int(params.get("count", 10))
+        now = time.time()
         mine = sorted(
-            (p for p in self.posts.values() if p["author"] == params["author"]),
+            (
+                p
+                for p in self.posts.values()
+                if p["author"] == params["author"] and self.listed_from[p["id"]] <= now
+            ),
             key=lambda p: p["createdAt"],
             reverse=True,
         )

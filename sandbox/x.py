@@ -83,6 +83,8 @@ class XFake(FakePlatform):
         super().__init__(state)
         self.ids = itertools.count(1_900_000_000_000_000_000)
         self.tweets: list[dict[str, Any]] = []
+        # When each tweet shows in timelines (SandboxState.listing_lag).
+        self.listed_from: dict[str, float] = {}
         self.media: dict[str, dict[str, Any]] = {}
         self.windows: dict[tuple[str, str], tuple[float, int]] = {}
         self.revoked: set[str] = set()
@@ -191,6 +193,7 @@ class XFake(FakePlatform):
         }
         self.tweets.append(tweet)
         self.state.publish(self.name, dict(tweet))
+        self.listed_from[tweet["id"]] = self.state.listed_from()
         data = {
             "id": tweet["id"],
             "text": text,
@@ -216,11 +219,13 @@ class XFake(FakePlatform):
         if not 5 <= size <= 100:
             return self.invalid("max_results must be between 5 and 100.", headers)
 
+        now = time.time()
         matching = [
             t
             for t in reversed(self.tweets)
             if t["author_id"] == request.path_params["user_id"]
             and t["created_at"] >= start
+            and self.listed_from[t["id"]] <= now
         ]
         offset = int(params.get("pagination_token") or 0)
         page = matching[offset : offset + size]

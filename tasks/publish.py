@@ -112,6 +112,7 @@ class Publisher:
                 ErrorKind.CONFIG, f"no adapter for platform {post.platform!r}"
             )
 
+        started = time.monotonic()
         try:
             adapter.validate(post)
             credentials = await self.accounts.credentials(
@@ -123,7 +124,7 @@ class Publisher:
         except PublishError as error:
             if error.kind is not ErrorKind.UNKNOWN_OUTCOME:
                 return error
-            return await self._reconcile(adapter, post, error)
+            return await self._reconcile(adapter, post, error, started)
         except Exception as error:
             # A bug, or the database lost while saving a handle: the adapter
             # may have sent a create request before it broke.
@@ -137,27 +138,29 @@ class Publisher:
             )
 
     async def _reconcile(
-        self, adapter: Adapter, post: Post, error: PublishError
+        self, adapter: Adapter, post: Post, error: PublishError, started: float
     ) -> Published | PublishError:
-        """Ask the platform whether an attempt with an unknown outcome went out."""
+        """Ask the platform whether an attempt with an unknown outcome went out.
+
+        A search that does not find the post yet is asked again once the
+        platform's lag since the attempt `started` (monotonic) has passed:
+        only then does "not there" mean "not published".
+        """
         fresh = await self.store.post(post.id)
         if fresh is not None:
             post = post_from_row(fresh)
-        try:
-            credentials = await self.accounts.credentials(
-                post.profile_id, post.platform, adapter
-            )
-            found = await adapter.reconcile(post, credentials)
-        except PublishError as lookup:
+        found = await self.look_up(adapter, post)
+        wait = started + adapter.search_lag - time.monotonic()
+        if found is None and wait > 0:
             logger.info(
-                "event=post.reconcile_inconclusive id=%s platform=%s reason=%s",
+                "event=post.reconcile_wait id=%s platform=%s seconds=%.1f",
                 post.id,
                 post.platform,
-                quote(lookup.message),
+                wait,
             )
-            return error
-        except Exception:
-            logger.exception("event=post.reconcile_crashed id=%s", post.id)
+            await asyncio.sleep(wait)
+            found = await self.look_up(adapter, post)
+        if isinstance(found, PublishError):
             return error
 
         if found is None:
@@ -170,6 +173,30 @@ class Publisher:
             "event=post.reconciled id=%s remote_id=%s", post.id, found.remote_id
         )
         return found
+
+    async def look_up(
+        self, adapter: Adapter, post: Post
+    ) -> Published | PublishError | None:
+        """The adapter's `reconcile`: the live post, None if it certainly is not
+        live, or the reason the platform could not tell."""
+        try:
+            credentials = await self.accounts.credentials(
+                post.profile_id, post.platform, adapter
+            )
+            return await adapter.reconcile(post, credentials)
+        except PublishError as lookup:
+            logger.info(
+                "event=post.reconcile_inconclusive id=%s platform=%s reason=%s",
+                post.id,
+                post.platform,
+                quote(lookup.message),
+            )
+            return lookup
+        except Exception:
+            logger.exception("event=post.reconcile_crashed id=%s", post.id)
+            return PublishError(
+                ErrorKind.UNKNOWN_OUTCOME, "the lookup failed unexpectedly"
+            )
 
     async def _report(
         self,

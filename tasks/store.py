@@ -140,6 +140,16 @@ class Store:
             "SELECT * FROM social_queue_requeue_unpublished(%s, %s)", post_id, actor
         )
 
+    async def attempt_age(self, post_id: UUID, attempt: int) -> float:
+        """Seconds since the attempt started, by the database's clock."""
+        row = await self._one(
+            "SELECT extract(epoch FROM now() - started_at)::float8 AS age"
+            " FROM social_queue_attempts WHERE post_id = %s AND number = %s",
+            post_id,
+            attempt,
+        )
+        return float(row["age"]) if row else float("inf")
+
     async def reap_expired(self, limit: int = 100) -> list[Row]:
         return await self._all(
             "SELECT * FROM social_queue_reap_expired(%s, %s)",

@@ -166,11 +166,22 @@ class HandleStore(Protocol):
     async def save(self, name: str, value: Any) -> None: ...
 
 
+# How long a platform's list of recent posts may take to show a post just
+# created. Timelines are eventually consistent: X, Facebook and LinkedIn can
+# answer a search without a post made moments before.
+SEARCH_LAG_SECONDS = 30.0
+
+
 class Adapter(abc.ABC):
     """Publishes posts to one platform through its HTTP API."""
 
     platform: str
     default_base_url: str
+    # Seconds after an attempt starts before `reconcile` answering "not
+    # there" can be believed. 0 where the lookup asks the platform about the
+    # very object the attempt made (a container, an upload session, a
+    # publish id); SEARCH_LAG_SECONDS where it searches recent posts.
+    search_lag: float = 0.0
 
     def __init__(self, client: httpx.AsyncClient, base_url: str | None = None) -> None:
         self.client = client

@@ -19,6 +19,7 @@ import httpx
 
 from tasks.adapters import graph
 from tasks.adapters.base import (
+    SEARCH_LAG_SECONDS,
     Adapter,
     Credentials,
     ErrorKind,
@@ -67,6 +68,7 @@ class FacebookAdapter(Adapter):
     """
 
     platform = "facebook"
+    search_lag = SEARCH_LAG_SECONDS
     default_base_url = "https://graph.facebook.com"
 
     def __init__(

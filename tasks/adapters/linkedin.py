@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from tasks.adapters.base import (
+    SEARCH_LAG_SECONDS,
     Adapter,
     Credentials,
     ErrorKind,
@@ -60,6 +61,7 @@ class LinkedInAdapter(Adapter):
     """Publishes as `Credentials.account_id`, a person or organization URN."""
 
     platform = "linkedin"
+    search_lag = SEARCH_LAG_SECONDS
     default_base_url = "https://api.linkedin.com"
 
     def __init__(

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from tasks.adapters.base import (
+    SEARCH_LAG_SECONDS,
     Adapter,
     Credentials,
     ErrorKind,
@@ -50,6 +51,7 @@ class XAdapter(Adapter):
     the X user id, used to look posts up after an unknown outcome)."""
 
     platform = "x"
+    search_lag = SEARCH_LAG_SECONDS
     default_base_url = "https://api.x.com"
 
     def __init__(

@@ -33,6 +33,8 @@ async def test_a_lost_attempt_that_did_not_publish_is_retried_from_its_budget(
 ) -> None:
     post_id = enqueue(db, content={"text": "lost on the way"})
     lose_the_worker(db, post_id)
+    # The sandbox's timeline shows posts at once; X's may take a while.
+    publisher.adapters["x"].search_lag = 0.5
 
     assert await maintenance.reap_and_reconcile(publisher) == 1
 
@@ -69,6 +71,7 @@ async def test_a_lost_attempt_that_did_publish_is_marked_posted(
 async def test_a_post_that_keeps_losing_its_worker_stops(
     db: psycopg.Connection, publisher: Publisher
 ) -> None:
+    publisher.adapters["x"].search_lag = 0.5
     db.execute("UPDATE social_queue_settings SET max_attempts = 1")
     post_id = enqueue(db, content={"text": "kills its worker"})
     lose_the_worker(db, post_id)
@@ -78,3 +81,22 @@ async def test_a_post_that_keeps_losing_its_worker_stops(
     row = post(db, post_id)
     assert (row["status"], row["error_kind"]) == ("failed", "transient")
     assert row["last_error"].startswith("gave up after 1 attempts")
+
+
+async def test_the_reaper_waits_for_the_timeline_before_believing_a_search(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    # The lost attempt's tweet exists but the timeline shows it only after a
+    # second: searching at once would requeue a live post.
+    sandbox.state.listing_lag = 1.0
+    post_id = enqueue(db, content={"text": "live, not yet listed"})
+    sibling = enqueue(db, content={"text": "live, not yet listed"}, profile="other")
+    assert await publisher.publish(sibling) == "posted"
+    lose_the_worker(db, post_id)
+    publisher.adapters["x"].search_lag = 2.0
+
+    await maintenance.reap_and_reconcile(publisher)
+
+    row = post(db, post_id)
+    assert row["status"] == "posted"
+    assert sandbox.creates("x") == 1

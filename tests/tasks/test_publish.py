@@ -181,6 +181,46 @@ async def test_a_timeout_after_sending_is_reconciled_not_retried(
     assert row["remote_id"] == sandbox.state.published_on("x")[0]["id"]
 
 
+async def test_a_post_the_timeline_does_not_show_yet_is_looked_for_again(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    # X creates the post but answers after the read timeout (1 s), and its
+    # timeline shows the post only 1.5 s after it was made. Read at once, the
+    # search would say "not published" and a retry would post it twice.
+    post_id = enqueue(db, content={"text": "slow to show"})
+    sandbox.state.listing_lag = 1.5
+    publisher.adapters["x"].search_lag = 2.5
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", method="POST", delay=2, after=True)
+    )
+
+    assert await publisher.publish(post_id) == "posted"
+
+    assert sandbox.creates("x") == 1
+    searches = sandbox.state.requests_for("x", "GET", "/tweets$")
+    assert len(searches) == 2
+
+
+async def test_a_post_still_missing_after_the_lag_is_retried(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    # The answer is lost before X created anything: after the lag the search
+    # still comes back empty, which now means not published.
+    post_id = enqueue(db, content={"text": "never arrived"})
+    publisher.adapters["x"].search_lag = 1.5
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", method="POST", delay=2, times=1)
+    )
+
+    assert await publisher.publish(post_id) == "retrying"
+
+    assert sandbox.creates("x") == 0
+    assert len(sandbox.state.requests_for("x", "GET", "/tweets$")) == 2
+    make_due(db, post_id)
+    assert await publisher.publish(post_id) == "posted"
+    assert sandbox.creates("x") == 1
+
+
 async def test_an_unknown_outcome_that_cannot_be_checked_waits_for_an_operator(
     db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
 ) -> None:
