@@ -176,7 +176,8 @@ def _short(raw: str | None, field: str) -> str | None:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII only: "²".isdigit() is true, and int() refuses it.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
     return int(raw)
 

@@ -160,6 +160,8 @@ def content_field(event: Event, *, required: bool) -> dict[str, Any] | None:
         raise invalid(
             "content.mediaUrls must be an array of URLs", field + ".mediaUrls"
         )
+    if not isinstance(content.get("options"), dict | None):
+        raise invalid("content.options must be an object", field + ".options")
     if options is not None:
         if not isinstance(options, dict):
             raise invalid("options must be an object", event.prefix + "options")

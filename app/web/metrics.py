@@ -191,7 +191,7 @@ def _bound(value: float) -> str:
 
 def window_seconds(environ: Mapping[str, str]) -> int:
     raw = environ.get(WINDOW_VARIABLE, "").strip()
-    if raw.isdigit() and int(raw) > 0:
+    if raw.isascii() and raw.isdigit() and int(raw) > 0:
         return int(raw)
     if raw:
         logger.warning(

@@ -195,10 +195,13 @@ def _short(value: Any) -> str:
 
 
 def _date(value: Any) -> date | None:
+    """An ISO date the queue can hold (2000 to 8999, as sql/0009 checks), or
+    None: a date out of range filters nothing rather than failing a link."""
     try:
-        return date.fromisoformat(str(value)) if value else None
+        day = date.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
+    return day if day and date(2000, 1, 1) <= day <= date(8999, 12, 30) else None
 
 
 def _midnight(day: date | None) -> datetime | None:

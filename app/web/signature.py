@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 from app.web.errors import ApiError
 from app.web.settings import WebSettings
 
 HEADER = "x-icadence-signature"
+HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -70,9 +72,10 @@ def _parse_signature(header: str) -> tuple[int, list[str]]:
     signatures = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        # ASCII only: "²".isdigit() is true, and int() refuses it.
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and HEX_SHA256.fullmatch(value):
             signatures.append(value.lower())
     if timestamp is None or not signatures:
         raise _unauthorized(

@@ -85,7 +85,7 @@ async def _receive(request: Request) -> Response:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it is known to exceed `limit`."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -100,6 +100,7 @@ async def test_filters_by_status_platform_profile_and_text(
         ({"limit": "0"}, "limit", "1 to 200"),
         ({"limit": "201"}, "limit", "1 to 200"),
         ({"limit": "ten"}, "limit", "1 to 200"),
+        ({"limit": "\u00b2"}, "limit", "1 to 200"),  # a digit to isdigit() only
         ({"cursor": "not-a-cursor"}, "cursor", "cursor"),
         ({"cursor": "WyJ4IiwgInkiXQ"}, "cursor", "cursor"),
         ({"q": "x" * 201}, "q", "200"),

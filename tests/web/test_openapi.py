@@ -65,7 +65,7 @@ def test_the_document_is_served_as_openapi_3_1(served: str) -> None:
 
 @schema.parametrize()
 @settings(
-    max_examples=12,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     database=None,

@@ -108,6 +108,9 @@ async def test_filters_narrow_the_table(
     assert await ids("to=2029-06-01") == {early}
     assert await ids("from=2029-06-02") == {on_x, on_li, failed}
     assert await ids("status=nonsense") == {on_x, on_li, failed, early}
+    # Dates no post can have filter nothing instead of failing the link.
+    assert await ids("to=9999-12-31") == {on_x, on_li, failed, early}
+    assert await ids("from=0001-01-01") == {on_x, on_li, failed, early}
 
 
 async def test_an_htmx_filter_request_gets_only_the_table(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+import httpx
 import psycopg
 import pytest
 
@@ -81,6 +83,9 @@ def test_a_timestamp_exactly_5_minutes_off_passes(offset: int) -> None:
         f"t=-5,v1={'0' * 64}",
         "garbage",
         f"t={NOW};v1={'0' * 64}",  # wrong separator
+        f"t=\u00b2,v1={'0' * 64}",  # a digit to str.isdigit, not to int()
+        f"t={NOW},v1={'é' * 64}",  # not hex
+        f"t={NOW},v1={'0' * 63}",  # too short for SHA-256
     ],
 )
 def test_a_header_missing_parts_is_malformed(value: str) -> None:
@@ -157,3 +162,22 @@ async def test_an_unsigned_delivery_is_401(deliver: Deliver) -> None:
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "signature_malformed"
+
+
+async def test_a_header_with_non_ascii_bytes_is_401_not_500(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    # Header bytes arrive as Latin-1: b"\xb2" is "²", and "é" is not hex.
+    for raw in (b"t=\xb2,v1=" + b"0" * 64, b"t=1,v1=" + b"\xe9" * 64):
+        response = await client.post(
+            "/webhooks/icadence",
+            content=json.dumps(posted_event()).encode(),
+            headers=[
+                (b"x-icadence-signature", raw),
+                (b"content-type", b"application/json"),
+            ],
+        )
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "signature_malformed"
+    assert count_posts(db) == 0

@@ -290,6 +290,12 @@ async def test_unknown_event_type_is_acknowledged_and_ignored(
         ({"content": {"text": ""}}, "data.content", "empty"),
         ({"platform": "instagram"}, "data.content", "at least one media"),
         ({"options": []}, "data.options", "object"),
+        ({"content": {"text": "t", "options": 5}}, "data.content.options", "object"),
+        (
+            {"content": {"text": "t", "options": 5}, "options": {"a": 1}},
+            "data.content.options",
+            "object",
+        ),
         ({"scheduleId": ""}, "data.scheduleId", "1 to 200"),
     ],
 )
