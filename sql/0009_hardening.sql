@@ -691,13 +691,12 @@ BEGIN
     IF p_scheduled_at IS NULL AND p_content IS NULL THEN
         PERFORM social_queue__invalid('reschedule needs a new scheduled_at, new content or both');
     END IF;
-    IF p_content IS NOT NULL AND p_content IS DISTINCT FROM v_post.content
-       AND v_post.status = 'failed' AND v_post.error_kind = 'unknown_outcome' THEN
-        -- The old content may be live; edited content would hide what to
-        -- look for on the platform.
-        RAISE EXCEPTION 'cannot edit post %: its last attempt may have published the '
-                        'current content; check the account on % and retry or mark it '
-                        'posted first', p_id, v_post.platform
+    IF v_post.status = 'failed' AND v_post.error_kind = 'unknown_outcome' THEN
+        -- The post may be live: a new time or text would hide what to look
+        -- for on the platform, and a new chance could publish it twice.
+        RAISE EXCEPTION 'cannot reschedule post %: its last attempt may have published '
+                        'it; check the account on % and retry or mark it posted first',
+            p_id, v_post.platform
             USING ERRCODE = 'SQ409',
                   DETAIL = json_build_object('id', p_id, 'status', v_post.status,
                                              'action', 'reschedule',
@@ -708,10 +707,17 @@ BEGIN
     UPDATE social_queue
        SET scheduled_at = coalesce(p_scheduled_at, scheduled_at),
            content = coalesce(p_content, content),
-           -- A new time starts the wait over; new content alone keeps it.
-           status = CASE WHEN p_scheduled_at IS NOT NULL AND status = 'retrying'
-                         THEN 'queued' ELSE status END,
+           -- A new time starts the wait over; new content alone keeps it. A
+           -- failed post gets a new chance with a fresh budget: the change is
+           -- what it needed (new text for invalid content, a later time).
+           status = CASE
+               WHEN status = 'failed' THEN 'queued'
+               WHEN p_scheduled_at IS NOT NULL AND status = 'retrying' THEN 'queued'
+               ELSE status END,
+           budget_used = CASE WHEN status = 'failed' THEN 0 ELSE budget_used END,
            next_attempt_at = CASE
+               WHEN status = 'failed'
+                   THEN coalesce(p_scheduled_at, greatest(scheduled_at, now()))
                WHEN status IN ('queued', 'retrying') AND p_scheduled_at IS NOT NULL
                    THEN p_scheduled_at
                ELSE next_attempt_at END
@@ -725,9 +731,10 @@ $$;
 COMMENT ON FUNCTION social_queue_reschedule(uuid, timestamptz, jsonb, text) IS
 'Changes the time and/or content of a post not yet published (queued, '
 'retrying, paused or failed); a queued or retrying post becomes queued at the '
-'new time. New content is checked as at enqueue (SQ422), drops the post''s '
-'intermediate handles, and is refused (SQ409) for a post whose outcome is '
-'unknown. Records an event. Raises SQ404 or SQ409.';
+'new time, and a failed one queued again with a fresh budget. New content is '
+'checked as at enqueue (SQ422) and drops the post''s intermediate handles. A '
+'post failed with an unknown outcome is refused (SQ409). Records an event. '
+'Raises SQ404 or SQ409.';
 
 -- iCadence's view, scoped to its source ----------------------------------------
 

@@ -425,19 +425,48 @@ def test_a_post_that_may_be_live_is_retried_only_once_checked(
     assert retried["status"] == "queued"
 
 
-def test_the_content_of_a_post_that_may_be_live_cannot_be_edited(
-    db: psycopg.Connection,
+@pytest.mark.parametrize(
+    ("new_time", "new_content"),
+    [("2031-01-01T00:00:00Z", None), (None, {"text": "edited"})],
+)
+def test_a_post_that_may_be_live_cannot_be_rescheduled(
+    db: psycopg.Connection, new_time: str | None, new_content: dict | None
 ) -> None:
     post_id = unknown_outcome(db)
+    before = post(db, post_id)
 
-    with pytest.raises(psycopg.Error, match="may have published the current") as e:
+    with pytest.raises(psycopg.Error, match="may have published it") as e:
         db.execute(
-            "SELECT social_queue_reschedule(%s, NULL, %s)",
-            (post_id, Jsonb({"text": "edited"})),
+            "SELECT social_queue_reschedule(%s, %s, %s)",
+            (post_id, new_time, Jsonb(new_content) if new_content else None),
         )
 
     assert e.value.sqlstate == "SQ409"
-    assert post(db, post_id)["content"] == {"text": "maybe live"}
+    assert json.loads(e.value.diag.message_detail)["reason"] == "outcome_unchecked"
+    assert post(db, post_id) == before
+
+
+def test_rescheduling_a_failed_post_gives_it_a_new_chance(
+    db: psycopg.Connection,
+) -> None:
+    # iCadence fixes the text that the platform refused.
+    post_id = enqueue(db, content={"text": "too long for them"})
+    claim(db, post_id)
+    db.execute(
+        "SELECT social_queue_fail(%s, 1, 'invalid', 'text too long')", (post_id,)
+    )
+
+    fixed = call(
+        db,
+        "SELECT * FROM social_queue_reschedule(%s, '2031-01-01T00:00:00Z', %s)",
+        post_id,
+        Jsonb({"text": "shorter"}),
+    )
+
+    assert (fixed["status"], fixed["budget_used"]) == ("queued", 0)
+    assert fixed["next_attempt_at"] == datetime(2031, 1, 1, tzinfo=UTC)
+    assert jobs(db, post_id)[-1]["scheduled_at"] == fixed["next_attempt_at"]
+    assert events(db, post_id)[-1] == ("reschedule", "failed", "queued")
 
 
 def test_new_content_drops_the_handles_made_for_the_old(db: psycopg.Connection) -> None:

@@ -282,12 +282,15 @@ class QueueMachine(RuleBasedStateMachine):
             "2001-01-01T00:00:00Z" if new_time else None,
             None if new_time else '{"text": "edited"}',
         )
-        if not new_time and self.may_be_live(post_id):
-            # New content would hide what to look for on the platform.
+        if self.may_be_live(post_id):
+            # A new time or text would hide what to look for on the platform.
             assert error == "SQ409"
         elif self.status[post_id] in {"queued", "retrying", "paused", "failed"}:
             assert error is None
-            if new_time and self.status[post_id] == "retrying":
+            if self.status[post_id] == "failed":
+                self.status[post_id] = "queued"
+                self.budget[post_id] = 0
+            elif new_time and self.status[post_id] == "retrying":
                 self.status[post_id] = "queued"
         else:
             assert error == "SQ409"

@@ -16,7 +16,9 @@ from tests.web.helpers import (
     SECRET,
     count_posts,
     event,
+    fail,
     insert_post,
+    make_due,
     posted_event,
     publish,
 )
@@ -242,6 +244,34 @@ async def test_schedule_updated_moves_the_posts_not_yet_published(
         " WHERE platform = 'linkedin'"
     ).fetchone()
     assert row == ("2030-03-01 12:00:00+00", "edited")
+
+
+async def test_schedule_updated_gives_a_failed_post_a_new_chance(
+    deliver: Deliver, db: psycopg.Connection
+) -> None:
+    await deliver(posted_event("evt_1", platform="x"))
+    await deliver(posted_event("evt_2", platform="linkedin"))
+    ids = dict(db.execute("SELECT platform, id::text FROM social_queue").fetchall())
+    fail(db, ids["x"], "X refused the text")
+    # The LinkedIn attempt may have gone out: it stays for an operator.
+    make_due(db, ids["linkedin"])
+    db.execute("SELECT social_queue_claim(%s, 'w1')", (ids["linkedin"],))
+    db.execute(
+        "SELECT social_queue_fail(%s, 1, 'unknown_outcome', 'timed out')",
+        (ids["linkedin"],),
+    )
+
+    response = await deliver(
+        event("schedule.updated", "evt_3", scheduleId="sch_1", content={"text": "v2"})
+    )
+
+    body = response.json()
+    assert body["rescheduled"] == [ids["x"]]
+    [untouched] = body["untouched"]
+    assert untouched["id"] == ids["linkedin"]
+    assert "may have published" in untouched["reason"]
+    statuses = dict(db.execute("SELECT platform, status::text FROM social_queue"))
+    assert statuses == {"x": "queued", "linkedin": "failed"}
 
 
 async def test_schedule_updated_content_invalid_for_a_platform_changes_nothing(
