@@ -10,6 +10,7 @@ calls the platform and the others read what it stored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -83,6 +84,18 @@ ENV_ACCOUNTS = {
 }
 
 
+@dataclass(frozen=True)
+class _EnvGrant:
+    """What the last refresh of an environment account gave this process."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"_EnvGrant(expires_at={self.expires_at!r})"
+
+
 class TokenCipher:
     """Encrypts tokens for storage with a key derived from the secret key."""
 
@@ -120,6 +133,10 @@ class Accounts:
         self.pool = pool
         self.cipher = cipher
         self.env = env
+        # The environment accounts' refreshed tokens, per platform, for this
+        # process, and a lock per platform so its tasks refresh once.
+        self._env_grants: dict[str, _EnvGrant] = {}
+        self._env_locks: dict[str, asyncio.Lock] = {}
 
     async def store(
         self,
@@ -299,24 +316,75 @@ class Accounts:
                 f"no {platform} credentials: store the account with "
                 f"`social-queue account set` or set {env.token}",
             )
-        refresh_token = self._env(env.refresh_token)
+        account_id = self._env(env.account_id)
+        grant = self._env_grants.get(platform)
+        refresh_token = grant.refresh_token if grant else self._env(env.refresh_token)
+        seen = grant
 
         async def refresh() -> Credentials:
-            # Single-account setups keep their refresh token in the
-            # environment; a new access token lives for this process only.
-            grant = await adapter.refresh_token(
-                refresh_token or "",
-                self._env(env.client_id),
-                self._env(env.client_secret),
-            )
-            return Credentials(access_token=grant.access_token, account_id=account_id)
+            return await self._refresh_env(platform, adapter, seen)
 
-        account_id = self._env(env.account_id)
         return Credentials(
-            access_token=token,
+            access_token=grant.access_token if grant else token,
             account_id=account_id,
+            expires_at=grant.expires_at if grant else None,
             refresh=refresh if refresh_token else None,
         )
+
+    async def _refresh_env(
+        self, platform: str, adapter: Adapter, seen: _EnvGrant | None
+    ) -> Credentials:
+        """Refresh an environment account once per process, keeping the
+        rotated refresh token (TikTok's old one stops working) for the next.
+
+        TODO: several worker processes sharing one environment account each
+        refresh on their own, and where refresh tokens rotate (TikTok) the
+        second one's refresh is refused as a revoked grant; such accounts
+        belong in social_accounts (`social-queue account set`), whose refresh
+        takes a database lock.
+        """
+        env = ENV_ACCOUNTS[platform]
+        lock = self._env_locks.setdefault(platform, asyncio.Lock())
+        async with lock:
+            current = self._env_grants.get(platform)
+            if current is not seen and current is not None:
+                # Another task of this process refreshed while we waited.
+                return Credentials(
+                    access_token=current.access_token,
+                    account_id=self._env(env.account_id),
+                    expires_at=current.expires_at,
+                )
+            refresh_token = (
+                current.refresh_token if current else self._env(env.refresh_token)
+            )
+            try:
+                grant = await adapter.refresh_token(
+                    refresh_token or "",
+                    self._env(env.client_id),
+                    self._env(env.client_secret),
+                )
+            except httpx.TransportError as error:
+                raise PublishError(
+                    ErrorKind.TRANSIENT,
+                    f"could not reach {platform} to refresh the token: "
+                    f"{type(error).__name__}",
+                ) from error
+            expires_at = (
+                datetime.now(UTC) + timedelta(seconds=grant.expires_in)
+                if grant.expires_in
+                else None
+            )
+            self._env_grants[platform] = _EnvGrant(
+                grant.access_token, grant.refresh_token or refresh_token, expires_at
+            )
+            logger.info(
+                "event=token.refreshed platform=%s account=environment", platform
+            )
+            return Credentials(
+                access_token=grant.access_token,
+                account_id=self._env(env.account_id),
+                expires_at=expires_at,
+            )
 
     def _env(self, name: str | None) -> str | None:
         return (self.env.get(name) or None) if name else None

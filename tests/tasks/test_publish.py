@@ -297,6 +297,31 @@ async def test_a_token_refresh_raced_by_two_workers_happens_once(
     assert version == 1
 
 
+async def test_an_environment_account_refreshes_once_and_keeps_the_rotated_token(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    # TikTok rotates refresh tokens: a second refresh with the token from the
+    # environment would be refused as a revoked grant.
+    publisher.accounts.env = {
+        **publisher.accounts.env,
+        "TIKTOK_ACCESS_TOKEN": "expired-env-token",
+        "TIKTOK_REFRESH_TOKEN": "rft.from-the-environment",
+        "TIKTOK_CLIENT_KEY": "sandbox-client",
+        "TIKTOK_CLIENT_SECRET": "sandbox-secret",
+    }
+    media = f"{sandbox.url}/media/clip.mp4?bytes=4096"
+    first, second, third = (
+        enqueue(db, platform="tiktok", content={"text": t, "mediaUrls": [media]})
+        for t in ("one", "two", "three")
+    )
+
+    outcomes = await asyncio.gather(publisher.publish(first), publisher.publish(second))
+    later = await publisher.publish(third)
+
+    assert outcomes == ["posted", "posted"] and later == "posted"
+    assert len(sandbox.state.requests_for("tiktok", "POST", "/oauth/token")) == 1
+
+
 async def test_a_refresh_that_cannot_reach_the_platform_keeps_the_grant(
     db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
 ) -> None:
