@@ -24,6 +24,8 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from app import embedded, migrations
 
+BROWSER_LEFT_OUT = pytest.StashKey[str]()
+
 
 @dataclass(frozen=True)
 class Server:
@@ -161,3 +163,26 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test's database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Leave out the browser tests when scripts/test could not install
+    Chromium, and say so in the summary instead of failing each one."""
+    reason = os.environ.get("SOCIAL_QUEUE_NO_BROWSER")
+    if not reason:
+        return
+    left_out = [item for item in items if item.get_closest_marker("browser")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+        config.stash[BROWSER_LEFT_OUT] = (
+            f"{len(left_out)} browser tests not run: {reason}"
+        )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    note = terminalreporter.config.stash.get(BROWSER_LEFT_OUT, None)
+    if note:
+        terminalreporter.write_sep("!", note, yellow=True)
