@@ -19,10 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from app.exceptions import IllegalTransition
 from app.logs import quote
 from tasks.accounts import Accounts
-from tasks.adapters.base import Adapter, ErrorKind, Post, Published, PublishError
+from tasks.adapters.base import (
+    Adapter,
+    ErrorKind,
+    Post,
+    Published,
+    PublishError,
+    tracking_creates,
+)
 from tasks.store import Row, Store
 
 logger = logging.getLogger(__name__)
@@ -113,29 +122,27 @@ class Publisher:
             )
 
         started = time.monotonic()
-        try:
-            adapter.validate(post)
-            credentials = await self.accounts.credentials(
-                post.profile_id, post.platform, adapter
-            )
-            return await adapter.publish(
-                post, credentials, _Handles(self.store, post.id, post.attempt)
-            )
-        except PublishError as error:
-            if error.kind is not ErrorKind.UNKNOWN_OUTCOME:
-                return error
-            return await self._reconcile(adapter, post, error, started)
-        except Exception as error:
-            # A bug, or the database lost while saving a handle: the adapter
-            # may have sent a create request before it broke.
-            logger.exception(
-                "event=adapter.crashed id=%s platform=%s", post.id, post.platform
-            )
-            return PublishError(
-                ErrorKind.UNKNOWN_OUTCOME,
-                f"the {post.platform} adapter failed unexpectedly "
-                f"({type(error).__name__}); check the account before retrying",
-            )
+        with tracking_creates() as sent:
+            try:
+                adapter.validate(post)
+                credentials = await self.accounts.credentials(
+                    post.profile_id, post.platform, adapter
+                )
+                return await adapter.publish(
+                    post, credentials, _Handles(self.store, post.id, post.attempt)
+                )
+            except PublishError as error:
+                if error.kind is not ErrorKind.UNKNOWN_OUTCOME:
+                    return error
+                return await self._reconcile(adapter, post, error, started)
+            except Exception as error:
+                logger.exception(
+                    "event=adapter.crashed id=%s platform=%s sent=%s",
+                    post.id,
+                    post.platform,
+                    quote(", ".join(sent)),
+                )
+                return _crash(post.platform, error, sent)
 
     async def _reconcile(
         self, adapter: Adapter, post: Post, error: PublishError, started: float
@@ -280,3 +287,30 @@ class Publisher:
                 logger.warning(
                     "event=post.lease_not_extended id=%s reason=%r", post_id, error
                 )
+
+
+def _crash(platform: str, error: Exception, sent: list[str]) -> PublishError:
+    """What an unexpected exception during an attempt means for the post.
+
+    After a create request went out, the post may be live. Before, nothing
+    was published: a lost database or network is worth another try, and
+    anything else (a bad option, a bug) would fail the same way again.
+    """
+    if sent:
+        return PublishError(
+            ErrorKind.UNKNOWN_OUTCOME,
+            f"the {platform} adapter failed unexpectedly ({type(error).__name__}) "
+            f"after {sent[-1]}; check the account before retrying",
+        )
+    if isinstance(error, OSError | TimeoutError | psycopg.OperationalError):
+        return PublishError(
+            ErrorKind.TRANSIENT,
+            f"the attempt failed before anything was sent to {platform}: "
+            f"{type(error).__name__}",
+        )
+    return PublishError(
+        ErrorKind.INVALID,
+        f"the {platform} adapter failed before sending anything "
+        f"({type(error).__name__}: {str(error)[:200]}); nothing was published: "
+        "check the post's options",
+    )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -172,6 +174,25 @@ class HandleStore(Protocol):
 SEARCH_LAG_SECONDS = 30.0
 
 
+# The create requests (calls that may publish) sent during the current
+# attempt. A list shared by reference, so the tasks an adapter starts add to
+# the attempt's own.
+_CREATES_SENT: ContextVar[list[str] | None] = ContextVar(
+    "social_queue_creates_sent", default=None
+)
+
+
+@contextmanager
+def tracking_creates() -> Iterator[list[str]]:
+    """Collect, as `METHOD path`, the create requests sent inside the block."""
+    sent: list[str] = []
+    token = _CREATES_SENT.set(sent)
+    try:
+        yield sent
+    finally:
+        _CREATES_SENT.reset(token)
+
+
 class Adapter(abc.ABC):
     """Publishes posts to one platform through its HTTP API."""
 
@@ -201,6 +222,9 @@ class Adapter(abc.ABC):
         unknown and must not be retried blindly. A failure to connect is always
         transient, since nothing reached the platform.
         """
+        sent = _CREATES_SENT.get()
+        if creates and sent is not None:
+            sent.append(f"{method} {httpx.URL(url).path}")
         try:
             return await self.client.request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

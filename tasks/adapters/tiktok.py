@@ -139,6 +139,21 @@ class TikTokAdapter(Adapter):
         kinds = [_url_kind(url) for url in post.media_urls]
         if not kinds:
             raise invalid("a post needs a video or photos; text-only is impossible")
+        for name in ("video_cover_timestamp_ms", "photo_cover_index"):
+            value = post.options.get(name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                raise invalid(f"options.{name} must be a whole number, not {value!r}")
+        duration = post.options.get("video_duration_sec")
+        if duration is not None and (
+            not isinstance(duration, int | float) or isinstance(duration, bool)
+        ):
+            raise invalid(
+                f"options.video_duration_sec must be a number, not {duration!r}"
+            )
+        if post.options.get("photo_cover_index", 0) >= max(len(kinds), 1):
+            raise invalid("options.photo_cover_index is past the last photo")
         if "video" in kinds:
             if len(kinds) > 1:
                 raise invalid("a video post holds exactly one video and no photos")

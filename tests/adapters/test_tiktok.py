@@ -237,6 +237,38 @@ async def test_invalid_content_is_refused_before_any_request(
     assert sandbox_state.requests_for("tiktok") == []
 
 
+@pytest.mark.parametrize(
+    ("names", "options", "reason"),
+    [
+        (("a.mp4",), {"video_cover_timestamp_ms": "soon"}, "video_cover_timestamp_ms"),
+        (("a.mp4",), {"video_cover_timestamp_ms": -1}, "video_cover_timestamp_ms"),
+        (("a.mp4",), {"video_duration_sec": "long"}, "video_duration_sec"),
+        (("a.jpg", "b.jpg"), {"photo_cover_index": True}, "photo_cover_index"),
+        (("a.jpg", "b.jpg"), {"photo_cover_index": 2}, "past the last photo"),
+    ],
+)
+async def test_bad_options_are_invalid_before_any_request(
+    serve_fake: Serve,
+    sandbox_state: SandboxState,
+    http_client: httpx.AsyncClient,
+    names: tuple[str, ...],
+    options: dict[str, Any],
+    reason: str,
+) -> None:
+    base = serve_fake(TikTokFake)
+
+    with pytest.raises(PublishError) as raised:
+        await adapter_for(http_client, base).publish(
+            make_post(base, *names, **options),
+            credentials(),
+            RecordingHandles(sandbox_state),
+        )
+
+    assert raised.value.kind is ErrorKind.INVALID
+    assert reason in raised.value.message
+    assert sandbox_state.requests_for("tiktok") == []
+
+
 async def test_privacy_level_the_creator_cannot_use_is_invalid_before_init(
     serve_fake: Serve, sandbox_state: SandboxState, http_client: httpx.AsyncClient
 ) -> None:
