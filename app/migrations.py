@@ -88,8 +88,15 @@ def migrate(conninfo: str) -> list[str]:
     return done
 
 
+def expected() -> list[str]:
+    """Every migration this code needs recorded: procrastinate's, then ours."""
+    return [m.name for m in procrastinate_migrations()] + [
+        m.name for m in own_migrations()
+    ]
+
+
 def pending(conninfo: str) -> list[str]:
-    """Names of our migrations not applied yet (empty when up to date)."""
+    """Names of the migrations not applied yet (empty when up to date)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         exists = conn.execute(
             "SELECT to_regclass('social_queue_migrations') IS NOT NULL"
@@ -99,7 +106,7 @@ def pending(conninfo: str) -> list[str]:
             if exists and exists[0]
             else set()
         )
-    return [m.name for m in own_migrations() if m.name not in applied]
+    return [name for name in expected() if name not in applied]
 
 
 def _migrate_procrastinate(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import psycopg
 import pytest
 
+from app.web.health import HEALTH_CACHE_SECONDS
 from tests.web.helpers import AUTH, fail, insert_post, publish
 
 
@@ -28,6 +31,38 @@ async def test_healthz_is_503_naming_a_pending_migration(
     assert response.status_code == 503
     assert response.json()["migrations"] == "pending"
     assert response.json()["pending"] == ["0005_webhook.sql"]
+
+
+async def test_healthz_notices_a_missing_procrastinate_migration(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    [name] = db.execute(
+        "DELETE FROM social_queue_migrations WHERE name = ("
+        " SELECT max(name) FROM social_queue_migrations"
+        " WHERE name LIKE 'procrastinate/%' AND name <> 'procrastinate/schema.sql')"
+        " RETURNING name"
+    ).fetchone()
+
+    response = await client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["pending"] == [name]
+
+
+async def test_healthz_answers_a_burst_from_its_cache(
+    client: httpx.AsyncClient, db: psycopg.Connection
+) -> None:
+    # Unauthenticated: a flood of checks must not become a flood of queries.
+    # Within the cache window a change in the database goes unseen.
+    first = await client.get("/healthz")
+    db.execute("DELETE FROM social_queue_migrations WHERE name = '0005_webhook.sql'")
+    burst = [await client.get("/healthz") for _ in range(20)]
+    await asyncio.sleep(HEALTH_CACHE_SECONDS + 0.1)
+    after = await client.get("/healthz")
+
+    assert first.status_code == 200
+    assert {a.status_code for a in burst} == {200}
+    assert after.status_code == 503
 
 
 @pytest.fixture
