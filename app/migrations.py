@@ -48,6 +48,13 @@ class Migration:
 def own_migrations(directory: Path = SQL_DIR) -> list[Migration]:
     """Our numbered migrations, in order."""
     files = sorted(directory.glob("*.sql"))
+    if not files:
+        # A non-editable install leaves sql/ behind: refuse rather than
+        # report an empty database as up to date.
+        raise MigrationError(
+            f"no migrations in {directory}: run from a checkout of the "
+            "repository (pip install -e .), where sql/ sits beside app/"
+        )
     strays = [f.name for f in files if not MIGRATION_NAME.match(f.name)]
     if strays:
         raise MigrationError(f"not named NNNN_name.sql: {', '.join(strays)}")

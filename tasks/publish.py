@@ -82,6 +82,13 @@ class Publisher:
 
         attempt = row["attempts"]
         started = time.monotonic()
+        logger.info(
+            "event=post.posting id=%s platform=%s attempt=%d worker=%s",
+            post_id,
+            row["platform"],
+            attempt,
+            row["claimed_by"],
+        )
         # Both timestamps come from the claim's transaction: their difference
         # is the lease the database granted, whatever our clock says.
         lease = (row["lease_expires_at"] - row["updated_at"]).total_seconds()
@@ -223,7 +230,21 @@ class Publisher:
             except IllegalTransition:
                 # The lease was reaped while we were out of touch; the post
                 # is live, which is what the record must say.
-                await self.store.mark_posted(post_id, result.remote_id, result.url)
+                try:
+                    await self.store.mark_posted(post_id, result.remote_id, result.url)
+                except IllegalTransition:
+                    # Settled meanwhile (reconciled, or an operator acted): if
+                    # they retried it, the platform may now show it twice.
+                    logger.error(
+                        "event=post.published_late id=%s platform=%s attempt=%d "
+                        "remote_id=%s detail=%s",
+                        post_id,
+                        platform,
+                        attempt,
+                        quote(result.remote_id),
+                        quote("published after its record was settled; check"),
+                    )
+                    return "late"
             logger.info(
                 "event=post.posted id=%s platform=%s attempt=%d remote_id=%s ms=%d",
                 post_id,

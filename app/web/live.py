@@ -212,6 +212,11 @@ class LiveFeed:
                 self._merge(changes)
                 await asyncio.sleep(1.0)
                 continue
+            except Exception:
+                # A bug in rendering: these changes would fail again, so they
+                # are dropped (pages catch up on reload); the stream goes on.
+                logger.exception("event=live.render_crashed")
+                continue
             for message in messages:
                 self.broadcast(message)
             # Whatever arrives meanwhile is rendered once, in the next batch.

@@ -123,3 +123,8 @@ def _read(directory: Path) -> list[migrations.Migration]:
         migrations.Migration(f.name, f.read_text())
         for f in sorted(directory.glob("*.sql"))
     ]
+
+
+def test_an_install_without_the_sql_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(migrations.MigrationError, match="no migrations in"):
+        migrations.own_migrations(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -377,3 +378,36 @@ async def test_every_platform_publishes_through_its_adapter(
 
     assert await publisher.publish(post_id) == "posted", post(db, post_id)["last_error"]
     assert sandbox.creates(platform) == 1
+
+
+async def test_each_state_change_is_one_logfmt_line_at_its_level(
+    db: psycopg.Connection,
+    publisher: Publisher,
+    sandbox: Sandbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tasks.publish")
+    post_id = enqueue(db, content={"text": "logged"})
+    sandbox.state.add_fault(
+        Fault(platform="x", path="^/2/tweets$", status=503, body={}, times=1)
+    )
+
+    await publisher.publish(post_id)
+    make_due(db, post_id)
+    await publisher.publish(post_id)
+
+    lines = [
+        (r.levelname, r.getMessage().split(" ")[0])
+        for r in caplog.records
+        if r.name == "tasks.publish"
+    ]
+    assert lines == [
+        ("INFO", "event=post.posting"),
+        ("WARNING", "event=post.retrying"),
+        ("INFO", "event=post.posting"),
+        ("INFO", "event=post.posted"),
+    ]
+    posted = caplog.records[-1].getMessage()
+    assert f"id={post_id}" in posted and "platform=x attempt=2" in posted
+    assert "remote_id=" in posted and "ms=" in posted
+    assert "sandbox-x-token" not in caplog.text
