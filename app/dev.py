@@ -191,10 +191,20 @@ def run(
 def _send_event_hint(base: Mapping[str, str], env: Mapping[str, str]) -> str:
     """How to deliver a signed event; shows the secret only if dev made it
     (a secret of the user's own environment is never printed)."""
-    command = "social-queue send-event docs/examples/schedule-posted.json"
+    command = f"{_invoked_as()} send-event docs/examples/schedule-posted.json"
     if base.get("ICADENCE_WEBHOOK_SECRET"):
         return command
     return f"ICADENCE_WEBHOOK_SECRET={env['ICADENCE_WEBHOOK_SECRET']} {command}"
+
+
+def _invoked_as() -> str:
+    """`social-queue` as the user typed it (`.venv/bin/social-queue`), so the
+    hint can be pasted as it is."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "social-queue"
+    if os.path.basename(program) != "social-queue":
+        return "social-queue"
+    relative = os.path.relpath(program)
+    return program if relative.startswith("..") else relative
 
 
 def _login(env: Mapping[str, str]) -> str:
