@@ -24,7 +24,13 @@ from cryptography.fernet import Fernet, InvalidToken
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from tasks.adapters.base import Adapter, Credentials, ErrorKind, PublishError
+from tasks.adapters.base import (
+    Adapter,
+    Credentials,
+    ErrorKind,
+    PublishError,
+    TokenGrant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +218,6 @@ class Accounts:
         has moved on by the time its lock is ours, another worker refreshed it
         and its result is used without calling the platform again.
         """
-        env = ENV_ACCOUNTS[platform]
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -234,19 +239,9 @@ class Accounts:
                 return self._from_row(row, profile_id, platform, adapter)
 
             cipher = self._require_cipher()
-            try:
-                grant = await adapter.refresh_token(
-                    cipher.decrypt(row["refresh_token"]) or "",
-                    self._env(env.client_id),
-                    self._env(env.client_secret),
-                )
-            except httpx.TransportError as error:
-                # An outage is not a revoked grant: keep everything, try later.
-                raise PublishError(
-                    ErrorKind.TRANSIENT,
-                    f"could not reach {platform} to refresh the token: "
-                    f"{type(error).__name__}",
-                ) from error
+            grant = await self._grant(
+                adapter, platform, cipher.decrypt(row["refresh_token"])
+            )
 
             now = datetime.now(UTC)
             await cur.execute(
@@ -357,18 +352,7 @@ class Accounts:
             refresh_token = (
                 current.refresh_token if current else self._env(env.refresh_token)
             )
-            try:
-                grant = await adapter.refresh_token(
-                    refresh_token or "",
-                    self._env(env.client_id),
-                    self._env(env.client_secret),
-                )
-            except httpx.TransportError as error:
-                raise PublishError(
-                    ErrorKind.TRANSIENT,
-                    f"could not reach {platform} to refresh the token: "
-                    f"{type(error).__name__}",
-                ) from error
+            grant = await self._grant(adapter, platform, refresh_token)
             expires_at = (
                 datetime.now(UTC) + timedelta(seconds=grant.expires_in)
                 if grant.expires_in
@@ -385,6 +369,26 @@ class Accounts:
                 account_id=self._env(env.account_id),
                 expires_at=expires_at,
             )
+
+    async def _grant(
+        self, adapter: Adapter, platform: str, refresh_token: str | None
+    ) -> TokenGrant:
+        """Ask the platform for a new access token with the app's client
+        credentials from the environment."""
+        env = ENV_ACCOUNTS[platform]
+        try:
+            return await adapter.refresh_token(
+                refresh_token or "",
+                self._env(env.client_id),
+                self._env(env.client_secret),
+            )
+        except httpx.TransportError as error:
+            # An outage is not a revoked grant: keep everything, try later.
+            raise PublishError(
+                ErrorKind.TRANSIENT,
+                f"could not reach {platform} to refresh the token: "
+                f"{type(error).__name__}",
+            ) from error
 
     def _env(self, name: str | None) -> str | None:
         return (self.env.get(name) or None) if name else None
