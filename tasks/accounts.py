@@ -311,20 +311,17 @@ class Accounts:
                 f"no {platform} credentials: store the account with "
                 f"`social-queue account set` or set {env.token}",
             )
-        account_id = self._env(env.account_id)
-        grant = self._env_grants.get(platform)
-        refresh_token = grant.refresh_token if grant else self._env(env.refresh_token)
-        seen = grant
+        seen = self._env_grants.get(platform)
+        refresh_token = seen.refresh_token if seen else self._env(env.refresh_token)
 
         async def refresh() -> Credentials:
             return await self._refresh_env(platform, adapter, seen)
 
-        return Credentials(
-            access_token=grant.access_token if grant else token,
-            account_id=account_id,
-            expires_at=grant.expires_at if grant else None,
-            refresh=refresh if refresh_token else None,
+        credentials = self._env_credentials(
+            platform, seen or _EnvGrant(token, refresh_token, None)
         )
+        credentials.refresh = refresh if refresh_token else None
+        return credentials
 
     async def _refresh_env(
         self, platform: str, adapter: Adapter, seen: _EnvGrant | None
@@ -342,13 +339,9 @@ class Accounts:
         lock = self._env_locks.setdefault(platform, asyncio.Lock())
         async with lock:
             current = self._env_grants.get(platform)
-            if current is not seen and current is not None:
+            if current is not None and current is not seen:
                 # Another task of this process refreshed while we waited.
-                return Credentials(
-                    access_token=current.access_token,
-                    account_id=self._env(env.account_id),
-                    expires_at=current.expires_at,
-                )
+                return self._env_credentials(platform, current)
             refresh_token = (
                 current.refresh_token if current else self._env(env.refresh_token)
             )
@@ -358,17 +351,21 @@ class Accounts:
                 if grant.expires_in
                 else None
             )
-            self._env_grants[platform] = _EnvGrant(
+            current = self._env_grants[platform] = _EnvGrant(
                 grant.access_token, grant.refresh_token or refresh_token, expires_at
             )
             logger.info(
                 "event=token.refreshed platform=%s account=environment", platform
             )
-            return Credentials(
-                access_token=grant.access_token,
-                account_id=self._env(env.account_id),
-                expires_at=expires_at,
-            )
+            return self._env_credentials(platform, current)
+
+    def _env_credentials(self, platform: str, grant: _EnvGrant) -> Credentials:
+        """An environment account's credentials with this access token."""
+        return Credentials(
+            access_token=grant.access_token,
+            account_id=self._env(ENV_ACCOUNTS[platform].account_id),
+            expires_at=grant.expires_at,
+        )
 
     async def _grant(
         self, adapter: Adapter, platform: str, refresh_token: str | None

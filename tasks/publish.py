@@ -97,7 +97,7 @@ class Publisher:
         deadline = started + lease - 5
         keeper = asyncio.create_task(self._keep_lease(post_id, attempt, lease))
         try:
-            result = await self._attempt(row)
+            result = await self._attempt(row, started)
         except asyncio.CancelledError:
             # Shutdown outlasted the grace period mid-call: whether the
             # platform published is unknown, so say so instead of re-queuing.
@@ -120,7 +120,7 @@ class Publisher:
                 await keeper
         return await self._report(row, result, started, deadline)
 
-    async def _attempt(self, row: Row) -> Published | PublishError:
+    async def _attempt(self, row: Row, started: float) -> Published | PublishError:
         post = post_from_row(row)
         adapter = self.adapters.get(post.platform)
         if adapter is None:
@@ -128,7 +128,6 @@ class Publisher:
                 ErrorKind.CONFIG, f"no adapter for platform {post.platform!r}"
             )
 
-        started = time.monotonic()
         with tracking_creates() as sent:
             try:
                 adapter.validate(post)
