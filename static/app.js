@@ -79,6 +79,17 @@
     }
   });
 
+  // A bulk action on "selected" sends the selection the button counts. A
+  // live update may have just replaced a row, and htmx re-checks the new
+  // row's box only once it settles; the form's own boxes can lag behind.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.elt.id !== "bulk") return;
+    const form = event.detail.formData;
+    if (form.get("scope") !== "selected") return;
+    form.delete("ids");
+    selected.forEach(function (id) { form.append("ids", id); });
+  });
+
   // --- live updates ------------------------------------------------------
   function liveStatus(state, text) {
     const el = document.getElementById("live-status");

@@ -179,6 +179,30 @@ def test_bulk_cancel_shows_the_count_before_confirming(
         expect(badge(page, post_id)).to_have_text("cancelled")
 
 
+def test_bulk_sends_the_selection_a_live_update_just_re_rendered(
+    page: Page, sql: psycopg.Connection
+) -> None:
+    ids = [insert(sql, f"swap {n}", profile="swapped") for n in range(2)]
+    open_queue(page, "?profile=swapped")
+    page.check("#select-all")
+
+    # What a live update leaves for a moment: the row replaced by a fresh
+    # copy whose box htmx has not re-checked yet.
+    page.evaluate(
+        """(id) => {
+            const row = document.getElementById("post-" + id);
+            const copy = row.cloneNode(true);
+            copy.querySelector('input[name="ids"]').checked = false;
+            row.replaceWith(copy);
+        }""",
+        ids[0],
+    )
+    page.select_option("#bulk-action", "pause")
+    page.get_by_role("button", name="Apply to selected (2)").click()
+
+    expect(page.locator("#bulk-panel")).to_contain_text("Pause 2 posts selected?")
+
+
 def test_a_script_in_post_text_shows_as_text(
     page: Page, sql: psycopg.Connection
 ) -> None:
