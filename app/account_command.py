@@ -19,7 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 from app.config import PLATFORMS, Settings
 from app.database import database_url
 from app.exceptions import ConfigurationError
-from tasks.accounts import Accounts, TokenCipher
+from tasks.accounts import Accounts
+from tasks.tokens import TokenCipher
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

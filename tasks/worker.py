@@ -26,12 +26,13 @@ from procrastinate.worker import Worker
 from psycopg_pool import AsyncConnectionPool
 
 from tasks import timekeeper
-from tasks.accounts import Accounts, TokenCipher
+from tasks.accounts import Accounts
 from tasks.adapters import build_adapter
 from tasks.adapters.base import Adapter
 from tasks.app import app
 from tasks.publish import Publisher
 from tasks.store import Store
+from tasks.tokens import TokenCipher
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app import migrations, posts, queue
 from app.web.api import ApiResponse
 from app.web.auth import protected
-from tasks.accounts import ENV_ACCOUNTS
+from tasks.environment import ENV_ACCOUNTS
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ def test_the_caller_enqueues_operates_and_reads(caller: psycopg.Connection) -> N
         "INSERT INTO social_queue_events (post_id, action, actor, to_status) "
         "VALUES (gen_random_uuid(), 'x', 'x', 'queued')",
         "SELECT * FROM social_accounts",
+        "SELECT * FROM social_environment_grants",
         "UPDATE social_queue_settings SET max_attempts = 100",
         "SELECT social_queue__invalid('x')",
         "SELECT * FROM procrastinate_jobs",

@@ -17,10 +17,11 @@ from sandbox.linkedin import LinkedInFake
 from sandbox.tiktok import TikTokFake
 from sandbox.x import XFake
 from sandbox.youtube import YouTubeFake
-from tasks.accounts import Accounts, TokenCipher
+from tasks.accounts import Accounts
 from tasks.adapters import build_adapter
 from tasks.publish import Publisher
 from tasks.store import Store
+from tasks.tokens import TokenCipher
 
 PLATFORMS = ("x", "instagram", "linkedin", "facebook", "tiktok", "youtube")
 SECRET_KEY = "test-only-secret-key-0123456789"

@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from sandbox.core import Fault
+from tasks.accounts import Accounts
 from tasks.publish import Publisher
+from tasks.store import Store
+from tasks.tokens import TokenCipher
 from tests.sql.helpers import call, enqueue, events, make_due, post, rows
-from tests.tasks.conftest import Sandbox
+from tests.tasks.conftest import SECRET_KEY, Sandbox
 
 
 def attempts_of(db: psycopg.Connection, post_id: object) -> list[dict]:
@@ -244,7 +248,7 @@ async def test_an_unknown_outcome_that_cannot_be_checked_waits_for_an_operator(
 async def test_missing_credentials_fail_as_configuration(
     db: psycopg.Connection, publisher: Publisher
 ) -> None:
-    publisher.accounts.env = {}
+    publisher.accounts.environment.env = {}
     post_id = enqueue(db)
 
     assert await publisher.publish(post_id) == "failed"
@@ -282,7 +286,10 @@ async def test_a_token_refresh_raced_by_two_workers_happens_once(
         account_id="1460000000000000001",
         expires_at=datetime.now(UTC) - timedelta(minutes=1),
     )
-    publisher.accounts.env = {**publisher.accounts.env, "X_CLIENT_ID": "client-1"}
+    publisher.accounts.environment.env = {
+        **publisher.accounts.environment.env,
+        "X_CLIENT_ID": "client-1",
+    }
     adapter = publisher.adapters["x"]
 
     first, second = await asyncio.gather(
@@ -298,29 +305,127 @@ async def test_a_token_refresh_raced_by_two_workers_happens_once(
     assert version == 1
 
 
+TIKTOK_ENV = {
+    "TIKTOK_ACCESS_TOKEN": "expired-env-token",
+    "TIKTOK_REFRESH_TOKEN": "rft.from-the-environment",
+    "TIKTOK_CLIENT_KEY": "sandbox-client",
+    "TIKTOK_CLIENT_SECRET": "sandbox-secret",
+}
+
+
+def tiktok_posts(db: psycopg.Connection, sandbox: Sandbox, count: int) -> list:
+    media = [f"{sandbox.url}/media/clip.mp4?bytes=4096"]
+    return [
+        enqueue(db, platform="tiktok", content={"text": f"clip{n}", "mediaUrls": media})
+        for n in range(count)
+    ]
+
+
+def token_requests(sandbox: Sandbox) -> int:
+    return len(sandbox.state.requests_for("tiktok", "POST", "/oauth/token"))
+
+
+@pytest.mark.parametrize("secret_key", [True, False], ids=["stored", "in-process"])
 async def test_an_environment_account_refreshes_once_and_keeps_the_rotated_token(
-    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox, secret_key: bool
 ) -> None:
     # TikTok rotates refresh tokens: a second refresh with the token from the
     # environment would be refused as a revoked grant.
-    publisher.accounts.env = {
-        **publisher.accounts.env,
-        "TIKTOK_ACCESS_TOKEN": "expired-env-token",
-        "TIKTOK_REFRESH_TOKEN": "rft.from-the-environment",
-        "TIKTOK_CLIENT_KEY": "sandbox-client",
-        "TIKTOK_CLIENT_SECRET": "sandbox-secret",
-    }
-    media = f"{sandbox.url}/media/clip.mp4?bytes=4096"
-    first, second, third = (
-        enqueue(db, platform="tiktok", content={"text": t, "mediaUrls": [media]})
-        for t in ("one", "two", "three")
-    )
+    environment = publisher.accounts.environment
+    environment.env = {**environment.env, **TIKTOK_ENV}
+    if not secret_key:
+        environment.cipher = None
+    first, second, third = tiktok_posts(db, sandbox, 3)
 
     outcomes = await asyncio.gather(publisher.publish(first), publisher.publish(second))
     later = await publisher.publish(third)
 
     assert outcomes == ["posted", "posted"] and later == "posted"
-    assert len(sandbox.state.requests_for("tiktok", "POST", "/oauth/token")) == 1
+    assert token_requests(sandbox) == 1
+    stored = db.execute("SELECT count(*) FROM social_environment_grants").fetchone()
+    assert stored == (1 if secret_key else 0,)
+
+
+def other_process(pool: AsyncConnectionPool, publisher: Publisher) -> Publisher:
+    """A second worker process: its own accounts, the same database."""
+    env = publisher.accounts.environment.env
+    return Publisher(
+        Store(pool, "other-worker"),
+        Accounts(pool, TokenCipher(SECRET_KEY), env),
+        publisher.adapters,
+    )
+
+
+async def test_worker_processes_share_an_environment_accounts_rotated_token(
+    db: psycopg.Connection,
+    pool: AsyncConnectionPool,
+    publisher: Publisher,
+    sandbox: Sandbox,
+) -> None:
+    environment = publisher.accounts.environment
+    environment.env = {**environment.env, **TIKTOK_ENV}
+    other = other_process(pool, publisher)
+    first, second, third = tiktok_posts(db, sandbox, 3)
+
+    # Both find the environment's token expired at the same moment.
+    outcomes = await asyncio.gather(publisher.publish(first), other.publish(second))
+    # A process started after the refresh never uses the revoked token.
+    late = other_process(pool, publisher)
+    assert [*outcomes, await late.publish(third)] == ["posted"] * 3
+
+    assert token_requests(sandbox) == 1
+    creates = sandbox.state.requests_for("tiktok", "POST", "/video/init/")
+    tokens = {r.headers["authorization"] for r in creates}
+    assert len(tokens) == 1 and "Bearer expired-env-token" not in tokens
+    access, refresh, version = db.execute(
+        "SELECT access_token, refresh_token, token_version"
+        " FROM social_environment_grants WHERE platform = 'tiktok'"
+    ).fetchone()
+    assert version == 1
+    assert tokens.pop().removeprefix("Bearer ").encode() not in bytes(access)
+    assert b"rft." not in bytes(refresh)
+
+
+async def test_an_environment_grant_about_to_expire_is_refreshed_before_publishing(
+    db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
+) -> None:
+    environment = publisher.accounts.environment
+    environment.env = {**environment.env, **TIKTOK_ENV}
+    first, second = tiktok_posts(db, sandbox, 2)
+    assert await publisher.publish(first) == "posted"
+    db.execute("UPDATE social_environment_grants SET token_expires_at = now()")
+
+    assert await publisher.publish(second) == "posted"
+
+    assert token_requests(sandbox) == 2
+    assert db.execute(
+        "SELECT token_version, token_expires_at > now() + interval '1 hour'"
+        " FROM social_environment_grants"
+    ).fetchone() == (2, True)
+
+
+async def test_new_tokens_in_the_environment_start_a_new_chain(
+    db: psycopg.Connection,
+    pool: AsyncConnectionPool,
+    publisher: Publisher,
+    sandbox: Sandbox,
+) -> None:
+    environment = publisher.accounts.environment
+    environment.env = {**environment.env, **TIKTOK_ENV}
+    first, second = tiktok_posts(db, sandbox, 2)
+    assert await publisher.publish(first) == "posted"
+
+    # The operator re-authorised and set the new tokens: they win over the
+    # grant stored from the old ones.
+    environment.env = {
+        **environment.env,
+        "TIKTOK_ACCESS_TOKEN": "operator-set-token",
+        "TIKTOK_REFRESH_TOKEN": "rft.operator-set",
+    }
+    assert await other_process(pool, publisher).publish(second) == "posted"
+
+    last = sandbox.state.requests_for("tiktok", "POST", "/video/init/")[-1]
+    assert last.headers["authorization"] == "Bearer operator-set-token"
 
 
 async def test_a_refresh_that_cannot_reach_the_platform_keeps_the_grant(
