@@ -154,19 +154,26 @@ def integration_mode(base_url: str | None) -> str:
     return "custom"
 
 
-# TODO: max(posted_at) reads every posted row of the platform (no index has
-# posted_at); once tables hold millions of posts, add one in a migration.
+# Each platform's newest success and failure: one probe each of the partial
+# indexes of sql/0012, however long the history.
 LAST_SUCCESS = """
-    SELECT platform, max(posted_at) AS at FROM social_queue
-     WHERE status = 'posted' GROUP BY platform
+    SELECT p.platform, s.posted_at AS at
+      FROM social_platforms p
+     CROSS JOIN LATERAL (
+           SELECT q.posted_at FROM social_queue q
+            WHERE q.platform = p.platform AND q.status = 'posted'
+              AND q.posted_at IS NOT NULL
+            ORDER BY q.posted_at DESC LIMIT 1) s
 """
-# The latest failed attempt of each platform, with its message.
 LAST_ERROR = """
-    SELECT DISTINCT ON (q.platform) q.platform, a.finished_at AS at,
-           a.error_kind, a.error_message
-      FROM social_queue_attempts a JOIN social_queue q ON q.id = a.post_id
-     WHERE a.outcome IN ('failed', 'lease_expired')
-     ORDER BY q.platform, a.finished_at DESC, a.id DESC
+    SELECT p.platform, a.finished_at AS at, a.error_kind, a.error_message
+      FROM social_platforms p
+     CROSS JOIN LATERAL (
+           SELECT a.finished_at, a.error_kind, a.error_message
+             FROM social_queue_attempts a
+            WHERE a.platform = p.platform
+              AND a.outcome IN ('failed', 'lease_expired')
+            ORDER BY a.finished_at DESC, a.id DESC LIMIT 1) a
 """
 ACCOUNTS = """
     SELECT platform, count(*) AS accounts FROM social_accounts

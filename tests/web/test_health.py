@@ -75,8 +75,12 @@ async def test_integration_status_reports_each_platform(
 ) -> None:
     posted = insert_post(db, platform="x")
     publish(db, posted)
+    older = insert_post(db, platform="x", at="2030-01-03T09:00:00Z")
+    fail(db, older, message="an older failure")
     failed = insert_post(db, platform="x", at="2030-01-02T09:00:00Z")
     fail(db, failed, message="duplicate content")
+    # A later failure of another platform is not x's.
+    fail(db, insert_post(db, platform="facebook"), message="page gone")
     insert_post(db, platform="linkedin")
     db.execute("SELECT social_platform_pause('linkedin', 'quota', 'ops')")
 
@@ -95,11 +99,12 @@ async def test_integration_status_reports_each_platform(
     x = platforms["x"]
     assert x["configured"] is True
     assert x["credentials"] == {"env": ["X_BEARER_TOKEN"], "accounts": 0}
-    assert x["counts"]["posted"] == 1 and x["counts"]["failed"] == 1
+    assert x["counts"]["posted"] == 1 and x["counts"]["failed"] == 2
     assert x["last_success_at"] is not None
     assert x["last_error"]["message"] == "duplicate content"
     assert x["last_error"]["kind"] == "invalid"
     assert x["mode"] == "live"
+    assert platforms["facebook"]["last_error"]["message"] == "page gone"
     linkedin = platforms["linkedin"]
     assert linkedin["configured"] is False  # an empty variable is not a credential
     assert linkedin["paused"] is True and linkedin["paused_reason"] == "quota"
