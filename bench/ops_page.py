@@ -20,13 +20,11 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 
 import httpx
 import psycopg
 from playwright.sync_api import sync_playwright
 
-from app import migrations
 from app.config import Settings
 from app.database import database_url
 from app.web import create_app
@@ -34,6 +32,7 @@ from app.web.login import OpsSettings
 from app.web.ops_view import CountsCache
 from app.web.passwords import Users
 from app.web.settings import WebSettings
+from bench.worker import scratch_database
 from sandbox.core import serve_in_thread
 
 PASSWORD = "bench-password-0123"
@@ -159,26 +158,18 @@ def main() -> None:
     args = parser.parse_args()
 
     server = database_url(Settings(database_url=args.url))
-    scratch = f"sq_bench_ops_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{scratch}"')
-    url = psycopg.conninfo.make_conninfo(server, dbname=scratch)
-    try:
-        migrations.migrate(url)
-        seconds = load(url, 1, args.baseline + 1)
+    with scratch_database(server) as url:
+        load(url, 1, args.baseline + 1)
         baseline = measure(url)
         report("baseline", args.baseline, baseline)
         seconds = load(url, args.baseline + 1, args.rows + 1)
         print(f"\nloaded {args.rows - args.baseline:,} more rows in {seconds:.0f} s")
         big = measure(url)
-        report("large", args.rows, big)
-        print("\nratios large / baseline (TTFB, total, DCL, load):")
-        for name in PAGES:
-            ratios = [b / a for a, b in zip(baseline[name], big[name], strict=True)]
-            print(f"  {name:<14} " + "  ".join(f"{r:5.2f}x" for r in ratios))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{scratch}" WITH (FORCE)')
+    report("large", args.rows, big)
+    print("\nratios large / baseline (TTFB, total, DCL, load):")
+    for name in PAGES:
+        ratios = [b / a for a, b in zip(baseline[name], big[name], strict=True)]
+        print(f"  {name:<14} " + "  ".join(f"{r:5.2f}x" for r in ratios))
 
 
 if __name__ == "__main__":

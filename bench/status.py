@@ -15,17 +15,16 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 
 import httpx
 import psycopg
 
-from app import migrations
 from app.config import Settings
 from app.database import database_url
 from app.web import create_app
 from app.web.settings import ApiToken, WebSettings
 from bench.ops_page import load
+from bench.worker import scratch_database
 from sandbox.core import serve_in_thread
 
 TOKEN = "bench-status-token-0123"
@@ -84,23 +83,15 @@ def main() -> None:
     args = parser.parse_args()
 
     server = database_url(Settings(database_url=args.url))
-    scratch = f"sq_bench_status_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{scratch}"')
-    url = psycopg.conninfo.make_conninfo(server, dbname=scratch)
-    try:
-        migrations.migrate(url)
+    with scratch_database(server) as url:
         fill(url, 1, args.baseline + 1)
         baseline = measure(url)
         seconds = fill(url, args.baseline + 1, args.rows + 1)
         print(f"loaded {args.rows - args.baseline:,} more posts in {seconds:.0f} s")
         large = measure(url)
-        print(f"integrations status at {args.baseline:,} posts: {baseline:.1f} ms")
-        print(f"integrations status at {args.rows:,} posts: {large:.1f} ms")
-        print(f"ratio: {large / baseline:.2f}")
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{scratch}" WITH (FORCE)')
+    print(f"integrations status at {args.baseline:,} posts: {baseline:.1f} ms")
+    print(f"integrations status at {args.rows:,} posts: {large:.1f} ms")
+    print(f"ratio: {large / baseline:.2f}")
 
 
 if __name__ == "__main__":

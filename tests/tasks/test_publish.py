@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sandbox.core import Fault
 from tasks.accounts import Accounts
+from tasks.environment import EnvironmentAccounts
 from tasks.publish import Publisher
 from tasks.store import Store
 from tasks.tokens import TokenCipher
@@ -321,6 +322,14 @@ def tiktok_posts(db: psycopg.Connection, sandbox: Sandbox, count: int) -> list:
     ]
 
 
+def with_tiktok_account(publisher: Publisher) -> EnvironmentAccounts:
+    """The publisher's environment accounts, with a TikTok account whose
+    access token has expired."""
+    environment = publisher.accounts.environment
+    environment.env = {**environment.env, **TIKTOK_ENV}
+    return environment
+
+
 def token_requests(sandbox: Sandbox) -> int:
     return len(sandbox.state.requests_for("tiktok", "POST", "/oauth/token"))
 
@@ -331,8 +340,7 @@ async def test_an_environment_account_refreshes_once_and_keeps_the_rotated_token
 ) -> None:
     # TikTok rotates refresh tokens: a second refresh with the token from the
     # environment would be refused as a revoked grant.
-    environment = publisher.accounts.environment
-    environment.env = {**environment.env, **TIKTOK_ENV}
+    environment = with_tiktok_account(publisher)
     if not secret_key:
         environment.cipher = None
     first, second, third = tiktok_posts(db, sandbox, 3)
@@ -362,8 +370,7 @@ async def test_worker_processes_share_an_environment_accounts_rotated_token(
     publisher: Publisher,
     sandbox: Sandbox,
 ) -> None:
-    environment = publisher.accounts.environment
-    environment.env = {**environment.env, **TIKTOK_ENV}
+    with_tiktok_account(publisher)
     other = other_process(pool, publisher)
     first, second, third = tiktok_posts(db, sandbox, 3)
 
@@ -389,8 +396,7 @@ async def test_worker_processes_share_an_environment_accounts_rotated_token(
 async def test_an_environment_grant_about_to_expire_is_refreshed_before_publishing(
     db: psycopg.Connection, publisher: Publisher, sandbox: Sandbox
 ) -> None:
-    environment = publisher.accounts.environment
-    environment.env = {**environment.env, **TIKTOK_ENV}
+    with_tiktok_account(publisher)
     first, second = tiktok_posts(db, sandbox, 2)
     assert await publisher.publish(first) == "posted"
     db.execute("UPDATE social_environment_grants SET token_expires_at = now()")
@@ -410,8 +416,7 @@ async def test_new_tokens_in_the_environment_start_a_new_chain(
     publisher: Publisher,
     sandbox: Sandbox,
 ) -> None:
-    environment = publisher.accounts.environment
-    environment.env = {**environment.env, **TIKTOK_ENV}
+    environment = with_tiktok_account(publisher)
     first, second = tiktok_posts(db, sandbox, 2)
     assert await publisher.publish(first) == "posted"
 
