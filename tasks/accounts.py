@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -21,7 +21,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from tasks.adapters.base import Adapter, Credentials, ErrorKind, PublishError
 from tasks.environment import EnvironmentAccounts
-from tasks.tokens import TokenCipher, expires_soon, request_grant, require_cipher
+from tasks.tokens import (
+    TokenCipher,
+    expires_soon,
+    expiry,
+    request_grant,
+    require_cipher,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +142,6 @@ class Accounts:
                 self.environment.client(platform),
             )
 
-            now = datetime.now(UTC)
             await cur.execute(
                 """
                 UPDATE social_accounts SET
@@ -152,12 +157,8 @@ class Accounts:
                 (
                     cipher.encrypt(grant.access_token),
                     cipher.encrypt(grant.refresh_token),
-                    now + timedelta(seconds=grant.expires_in)
-                    if grant.expires_in
-                    else None,
-                    now + timedelta(seconds=grant.refresh_expires_in)
-                    if grant.refresh_expires_in
-                    else None,
+                    expiry(grant.expires_in),
+                    expiry(grant.refresh_expires_in),
                     profile_id,
                     platform,
                 ),

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -25,7 +25,13 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from tasks.adapters.base import Adapter, Credentials, ErrorKind, PublishError
-from tasks.tokens import TokenCipher, expires_soon, request_grant, require_cipher
+from tasks.tokens import (
+    TokenCipher,
+    expires_soon,
+    expiry,
+    request_grant,
+    require_cipher,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +192,7 @@ class EnvironmentAccounts:
         return _Grant(
             grant.access_token,
             grant.refresh_token or current.refresh_token,
-            datetime.now(UTC) + timedelta(seconds=grant.expires_in)
-            if grant.expires_in
-            else None,
+            expiry(grant.expires_in),
             current.version + 1,
         )
 

@@ -18,6 +18,11 @@ from tasks.adapters.base import Adapter, ErrorKind, PublishError, TokenGrant
 REFRESH_MARGIN = timedelta(minutes=5)
 
 
+def expiry(seconds: int | None) -> datetime | None:
+    """When a grant's `expires_in` runs out; None when it did not say."""
+    return datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+
+
 def expires_soon(expires_at: datetime | None) -> bool:
     return expires_at is not None and expires_at - REFRESH_MARGIN < datetime.now(UTC)
 
